@@ -1,0 +1,116 @@
+/* attr.c — typed getters over a node's raw attributes, used once per node by parse functions. */
+#include "graph.h"
+
+#include <string.h>
+
+static kiln_attr *find(kiln_attrs *a, const char *name) {
+    for (int i = 0; i < a->n; i++)
+        if (strcmp(a->items[i].name, name) == 0) {
+            a->items[i].used = true;
+            return &a->items[i];
+        }
+    return NULL;
+}
+
+bool kiln_attr_has(const kiln_attrs *a, const char *name) {
+    for (int i = 0; i < a->n; i++)
+        if (strcmp(a->items[i].name, name) == 0) return true;
+    return false;
+}
+
+static kiln_status wrong_type(kiln_attrs *a, const char *name, const char *want) {
+    return kiln_error(KILN_STATUS_INVALID_MODEL, "node '%s' (%s): attribute '%s' should be %s",
+                      a->node_name, a->op_name, name, want);
+}
+
+kiln_status kiln_attr_int(kiln_attrs *a, const char *name, int64_t def, int64_t *out) {
+    kiln_attr *at = find(a, name);
+    if (!at) { *out = def; return KILN_STATUS_OK; }
+    if (at->type != KILN_ATTR_INT) return wrong_type(a, name, "an int");
+    *out = at->i;
+    return KILN_STATUS_OK;
+}
+
+kiln_status kiln_attr_float(kiln_attrs *a, const char *name, float def, float *out) {
+    kiln_attr *at = find(a, name);
+    if (!at) { *out = def; return KILN_STATUS_OK; }
+    if (at->type == KILN_ATTR_INT) { *out = (float)at->i; return KILN_STATUS_OK; }
+    if (at->type != KILN_ATTR_FLOAT) return wrong_type(a, name, "a float");
+    *out = at->f;
+    return KILN_STATUS_OK;
+}
+
+kiln_status kiln_attr_string(kiln_attrs *a, const char *name, const char *def, char *buf, size_t n) {
+    kiln_attr *at = find(a, name);
+    const char *s = def ? def : "";
+    if (at) {
+        if (at->type != KILN_ATTR_STRING) return wrong_type(a, name, "a string");
+        s = at->s;
+    }
+    if (strlen(s) >= n)
+        return kiln_error(KILN_STATUS_INVALID_MODEL, "node '%s' (%s): attribute '%s' is too long",
+                          a->node_name, a->op_name, name);
+    strcpy(buf, s);
+    return KILN_STATUS_OK;
+}
+
+kiln_status kiln_attr_ints(kiln_attrs *a, const char *name, int64_t **out, int *n, bool *present) {
+    kiln_attr *at = find(a, name);
+    *out = NULL;
+    *n = 0;
+    if (present) *present = at != NULL;
+    if (!at) return KILN_STATUS_OK;
+    if (at->type != KILN_ATTR_INTS) return wrong_type(a, name, "a list of ints");
+    *out = kiln_malloc(sizeof(int64_t) * (size_t)(at->n ? at->n : 1));
+    if (!*out) return kiln_error(KILN_STATUS_OUT_OF_MEMORY, "out of memory");
+    if (at->n) memcpy(*out, at->ints, sizeof(int64_t) * (size_t)at->n);
+    *n = at->n;
+    return KILN_STATUS_OK;
+}
+
+kiln_status kiln_attr_floats(kiln_attrs *a, const char *name, float **out, int *n, bool *present) {
+    kiln_attr *at = find(a, name);
+    *out = NULL;
+    *n = 0;
+    if (present) *present = at != NULL;
+    if (!at) return KILN_STATUS_OK;
+    if (at->type != KILN_ATTR_FLOATS) return wrong_type(a, name, "a list of floats");
+    *out = kiln_malloc(sizeof(float) * (size_t)(at->n ? at->n : 1));
+    if (!*out) return kiln_error(KILN_STATUS_OUT_OF_MEMORY, "out of memory");
+    if (at->n) memcpy(*out, at->floats, sizeof(float) * (size_t)at->n);
+    *n = at->n;
+    return KILN_STATUS_OK;
+}
+
+kiln_status kiln_attr_ints_fixed(kiln_attrs *a, const char *name, int64_t *out, int cap, int *n) {
+    kiln_attr *at = find(a, name);
+    *n = 0;
+    if (!at) return KILN_STATUS_OK;
+    if (at->type != KILN_ATTR_INTS) return wrong_type(a, name, "a list of ints");
+    if (at->n > cap)
+        return kiln_error(KILN_STATUS_INVALID_MODEL, "node '%s' (%s): attribute '%s' has %d values, at most %d allowed",
+                          a->node_name, a->op_name, name, at->n, cap);
+    if (at->n) memcpy(out, at->ints, sizeof(int64_t) * (size_t)at->n);
+    *n = at->n;
+    return KILN_STATUS_OK;
+}
+
+kiln_status kiln_attr_take_tensor(kiln_attrs *a, const char *name, kiln_tensor **out) {
+    kiln_attr *at = find(a, name);
+    *out = NULL;
+    if (!at) return KILN_STATUS_OK;
+    if (at->type != KILN_ATTR_TENSOR) return wrong_type(a, name, "a tensor");
+    *out = at->t;
+    at->t = NULL;
+    return KILN_STATUS_OK;
+}
+
+kiln_status kiln_attr_take_graph(kiln_attrs *a, const char *name, kiln_graph **out) {
+    kiln_attr *at = find(a, name);
+    *out = NULL;
+    if (!at) return KILN_STATUS_OK;
+    if (at->type != KILN_ATTR_GRAPH) return wrong_type(a, name, "a graph");
+    *out = at->g;
+    at->g = NULL;
+    return KILN_STATUS_OK;
+}

@@ -1,0 +1,60 @@
+/* kiln.c — the kiln command: dispatches to one file per subcommand (tools/cmd_*.c). */
+#include "cli.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+int cli_fail(kiln_status s) {
+    fprintf(stderr, "kiln: %s: %s\n", kiln_status_name(s), kiln_last_error());
+    return 1;
+}
+
+int cli_usage_error(const char *cmd, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "kiln %s: ", cmd);
+    vfprintf(stderr, fmt, ap);
+    fprintf(stderr, " (see 'kiln %s --help')\n", cmd);
+    va_end(ap);
+    return 2;
+}
+
+bool cli_interactive(void) { return isatty(2); }
+
+static const struct {
+    const char *name;
+    int (*fn)(int, char **);
+    const char *summary;
+} commands[] = {
+    {"run", cmd_run, "run a model on inputs from .npy/.npz files and print or save its outputs"},
+};
+
+static void usage(FILE *f) {
+    fprintf(f, "usage: kiln <command> [options]\n\n"
+               "kiln imports ONNX models and runs them.\n\ncommands:\n");
+    for (size_t i = 0; i < sizeof commands / sizeof *commands; i++)
+        fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].summary);
+    fprintf(f, "\n'kiln <command> --help' describes a command. 'kiln --version' prints the version.\n");
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2) {
+        usage(stderr);
+        return 2;
+    }
+    if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "help") == 0) {
+        usage(stdout);
+        return 0;
+    }
+    if (strcmp(argv[1], "--version") == 0) {
+        printf("kiln %s\n", KILN_VERSION_STRING);
+        return 0;
+    }
+    for (size_t i = 0; i < sizeof commands / sizeof *commands; i++)
+        if (strcmp(argv[1], commands[i].name) == 0) return commands[i].fn(argc - 1, argv + 1);
+    fprintf(stderr, "kiln: unknown command '%s'\n", argv[1]);
+    usage(stderr);
+    return 2;
+}
