@@ -114,3 +114,59 @@ kiln_status kiln_attr_take_graph(kiln_attrs *a, const char *name, kiln_graph **o
     at->g = NULL;
     return KILN_STATUS_OK;
 }
+
+void kiln_attrs_free(kiln_attrs *a) {
+    for (int i = 0; i < a->n; i++) {
+        kiln_attr *at = &a->items[i];
+        free(at->name);
+        free(at->s);
+        free(at->floats);
+        free(at->ints);
+        for (int k = 0; at->strings && k < at->n; k++) free(at->strings[k]);
+        free(at->strings);
+        if (at->t) kiln_tensor_destroy(at->t);
+        kiln_graph_free(at->g);
+    }
+    free(a->items);
+    a->items = NULL;
+    a->n = 0;
+}
+
+kiln_status kiln_attrs_copy(const kiln_attrs *src, kiln_attrs *dst) {
+    memset(dst, 0, sizeof *dst);
+    dst->node_name = src->node_name;
+    dst->op_name = src->op_name;
+    dst->items = kiln_calloc((size_t)(src->n ? src->n : 1), sizeof(kiln_attr));
+    if (!dst->items) return kiln_error(KILN_STATUS_OUT_OF_MEMORY, "out of memory");
+    for (int i = 0; i < src->n; i++, dst->n++) {
+        const kiln_attr *s = &src->items[i];
+        kiln_attr *d = &dst->items[i];
+        d->type = s->type;
+        d->f = s->f;
+        d->i = s->i;
+        d->n = s->n;
+        d->g_view = s->g_view;
+        d->name = kiln_strdup(s->name);
+        bool ok = d->name != NULL;
+        if (s->s) ok &= (d->s = kiln_strdup(s->s)) != NULL;
+        if (s->floats) {
+            ok &= (d->floats = kiln_malloc(sizeof(float) * (size_t)(s->n ? s->n : 1))) != NULL;
+            if (ok && s->n) memcpy(d->floats, s->floats, sizeof(float) * (size_t)s->n);
+        }
+        if (s->ints) {
+            ok &= (d->ints = kiln_malloc(sizeof(int64_t) * (size_t)(s->n ? s->n : 1))) != NULL;
+            if (ok && s->n) memcpy(d->ints, s->ints, sizeof(int64_t) * (size_t)s->n);
+        }
+        if (s->strings) {
+            ok &= (d->strings = kiln_calloc((size_t)(s->n ? s->n : 1), sizeof(char *))) != NULL;
+            for (int k = 0; ok && k < s->n; k++) ok &= (d->strings[k] = kiln_strdup(s->strings[k])) != NULL;
+        }
+        if (s->t && ok) ok &= kiln_tensor_clone(s->t, &d->t) == KILN_STATUS_OK;
+        if (!ok) {
+            dst->n++;
+            kiln_attrs_free(dst);
+            return kiln_error(KILN_STATUS_OUT_OF_MEMORY, "out of memory copying attributes");
+        }
+    }
+    return KILN_STATUS_OK;
+}

@@ -23,6 +23,7 @@ static void node_free(kiln_node *n) {
         if (n->params_free) n->params_free(n->params);
         else free(n->params);
     }
+    kiln_attrs_free(&n->attrs);
 }
 
 void kiln_graph_free(kiln_graph *g) {
@@ -236,4 +237,72 @@ kiln_status kiln_graph_infer(kiln_graph *g) {
             if (n->outputs[j] >= 0) merge_type(&g->values[n->outputs[j]].type, &out[j]);
     }
     return KILN_STATUS_OK;
+}
+
+/* ---- editing ---- */
+
+int kiln_graph_uses(const kiln_graph *g, int v) {
+    int n = 0;
+    for (int i = 0; i < g->n_nodes; i++)
+        for (int k = 0; k < g->nodes[i].n_inputs; k++) n += g->nodes[i].inputs[k] == v;
+    for (int j = 0; j < g->n_outputs; j++) n += g->outputs[j] == v;
+    return n;
+}
+
+int kiln_graph_sole_reader(const kiln_graph *g, int v) {
+    int reader = -1, count = 0;
+    for (int j = 0; j < g->n_outputs; j++)
+        if (g->outputs[j] == v) return -1;
+    for (int i = 0; i < g->n_nodes; i++)
+        for (int k = 0; k < g->nodes[i].n_inputs; k++)
+            if (g->nodes[i].inputs[k] == v) {
+                count++;
+                reader = i;
+            }
+    return count == 1 ? reader : -1;
+}
+
+void kiln_graph_replace_uses(kiln_graph *g, int old_v, int new_v) {
+    for (int i = 0; i < g->n_nodes; i++)
+        for (int k = 0; k < g->nodes[i].n_inputs; k++)
+            if (g->nodes[i].inputs[k] == old_v) g->nodes[i].inputs[k] = new_v;
+    for (int j = 0; j < g->n_outputs; j++)
+        if (g->outputs[j] == old_v) g->outputs[j] = new_v;
+}
+
+int kiln_graph_add_const(kiln_graph *g, const char *name, const kiln_tensor *t) {
+    kiln_tensor *copy;
+    if (kiln_tensor_clone(t, &copy) != KILN_STATUS_OK) return -1;
+    int v = kiln_graph_add_value(g, name);
+    if (v < 0) {
+        kiln_tensor_release(copy);
+        free(copy);
+        return -1;
+    }
+    g->values[v].type = *copy;
+    g->values[v].flags |= KILN_VALUE_CONST;
+    free(copy);
+    return v;
+}
+
+void kiln_graph_remove_nodes(kiln_graph *g, const bool *dead) {
+    int k = 0;
+    for (int i = 0; i < g->n_nodes; i++) {
+        if (dead[i]) {
+            node_free(&g->nodes[i]);
+            continue;
+        }
+        g->nodes[k++] = g->nodes[i];
+    }
+    g->n_nodes = k;
+    for (int v = 0; v < g->n_values; v++) g->values[v].producer = -1;
+    for (int i = 0; i < g->n_nodes; i++)
+        for (int j = 0; j < g->nodes[i].n_outputs; j++)
+            if (g->nodes[i].outputs[j] >= 0) g->values[g->nodes[i].outputs[j]].producer = i;
+}
+
+const char *kiln_graph_unique_name(const kiln_graph *g, const char *base, char *buf, size_t n) {
+    snprintf(buf, n, "%s", base);
+    for (int i = 1; kiln_graph_find(g, buf) >= 0; i++) snprintf(buf, n, "%s_%d", base, i);
+    return buf;
 }

@@ -30,6 +30,7 @@ typedef struct kiln_attr {
     char **strings;
     kiln_tensor *t;        /* TENSOR: owned until taken */
     struct kiln_graph *g;  /* GRAPH: owned until taken */
+    struct kiln_graph *g_view; /* GRAPH: stays pointing at the graph after it is taken (not owned) */
     bool used;             /* set by the getters: unread attributes are reported */
 } kiln_attr;
 
@@ -71,6 +72,27 @@ typedef struct kiln_value {
     uint32_t flags;
 } kiln_value;
 
+/* ---- fused activations ----
+ * An activation folded into the node that produces its input (Conv, ConvTranspose, Gemm,
+ * MatMul, kiln.FusedMatMul): applied to output 0 after the op, by the executor for the
+ * reference backend and inside the kernel by fast backends. In ONNX form (the .kiln graph
+ * section) it is the node attribute kiln_activation (string) with kiln_alpha / kiln_beta. */
+typedef enum kiln_act_kind {
+    KILN_ACT_NONE = 0, KILN_ACT_RELU, KILN_ACT_CLIP, KILN_ACT_SIGMOID, KILN_ACT_SILU, KILN_ACT_HARDSWISH,
+    KILN_ACT_GELU, KILN_ACT_GELU_TANH, KILN_ACT_LEAKY_RELU, KILN_ACT_TANH, KILN_ACT_COUNT
+} kiln_act_kind;
+
+typedef struct kiln_act {
+    kiln_act_kind kind;
+    float alpha, beta; /* CLIP: min, max; LEAKY_RELU: alpha */
+} kiln_act;
+
+const char *kiln_act_name(kiln_act_kind k);
+int kiln_act_find(const char *name); /* -1 if unknown */
+double kiln_act_eval(const kiln_act *a, double x);
+/* Applies a to every element of a float tensor, in place. */
+void kiln_act_apply(const kiln_act *a, kiln_tensor *t);
+
 /* ---- nodes ---- */
 typedef struct kiln_node {
     int op;              /* kiln_op, see src/ops/op.h */
@@ -83,6 +105,8 @@ typedef struct kiln_node {
     int *outputs;        /* value ids; -1 marks an omitted optional output */
     void *params;        /* the op's typed attribute struct (owned) or NULL */
     void (*params_free)(void *params); /* NULL means free() */
+    kiln_attrs attrs;    /* the raw attributes, kept to write the node back out (engine files) */
+    kiln_act act;        /* fused activation on output 0, KILN_ACT_NONE if none */
 } kiln_node;
 
 typedef struct kiln_graph {
@@ -118,6 +142,24 @@ int kiln_graph_add_node(kiln_graph *g, int op, const char *name, int opset, cons
 kiln_status kiln_graph_toposort(kiln_graph *g);
 /* Runs shape inference over the graph, filling every value's type. Errors name the node. */
 kiln_status kiln_graph_infer(kiln_graph *g);
+/* ---- editing (used by src/passes/) ---- */
+/* Number of node inputs and graph outputs that read value v. */
+int kiln_graph_uses(const kiln_graph *g, int v);
+/* Index of the only node reading v, or -1 if none or several (graph outputs count as readers). */
+int kiln_graph_sole_reader(const kiln_graph *g, int v);
+/* Makes every node input and graph output that reads old_v read new_v instead. */
+void kiln_graph_replace_uses(kiln_graph *g, int old_v, int new_v);
+/* Adds a constant value owning a copy of t's data; returns its id or -1 on OOM. */
+int kiln_graph_add_const(kiln_graph *g, const char *name, const kiln_tensor *t);
+/* Removes the nodes marked dead[i] (freeing them) and keeps the others in order. */
+void kiln_graph_remove_nodes(kiln_graph *g, const bool *dead);
+/* A name not used by any value of g, built from base ("base", "base_1", ...), into buf. */
+const char *kiln_graph_unique_name(const kiln_graph *g, const char *base, char *buf, size_t n);
+/* Frees raw attributes (and graphs still owned by them). */
+void kiln_attrs_free(kiln_attrs *a);
+/* Deep copy of raw attributes; graph attributes are copied as views (not owned). */
+kiln_status kiln_attrs_copy(const kiln_attrs *src, kiln_attrs *dst);
+
 /* Checks the invariants (ids in range, one producer per value, order); aborts via KILN_ASSERT. */
 void kiln_graph_validate(const kiln_graph *g);
 

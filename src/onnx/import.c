@@ -288,23 +288,6 @@ static kiln_status type_from_proto(import_ctx *cx, kiln_graph *g, const Onnx__Va
 
 static kiln_status import_graph(import_ctx *cx, const Onnx__GraphProto *gp, kiln_graph *parent, kiln_graph **out);
 
-static void attrs_free(kiln_attrs *a) {
-    for (int i = 0; i < a->n; i++) {
-        kiln_attr *at = &a->items[i];
-        free(at->name);
-        free(at->s);
-        free(at->floats);
-        free(at->ints);
-        for (int k = 0; at->strings && k < at->n; k++) free(at->strings[k]);
-        free(at->strings);
-        if (at->t) kiln_tensor_destroy(at->t);
-        kiln_graph_free(at->g);
-    }
-    free(a->items);
-    a->items = NULL;
-    a->n = 0;
-}
-
 static char *binary_to_str(ProtobufCBinaryData b) {
     char *s = kiln_malloc(b.len + 1);
     if (!s) return NULL;
@@ -378,6 +361,7 @@ static kiln_status import_attrs(import_ctx *cx, kiln_graph *g, const Onnx__NodeP
                                   cx->file, node_name, at->name);
             at->type = KILN_ATTR_GRAPH;
             KILN_TRY(import_graph(cx, ap->g, g, &at->g));
+            at->g_view = at->g;
             break;
         default: at->type = KILN_ATTR_OTHER; break; /* sparse tensors, type protos, lists of graphs: refused if read */
         }
@@ -481,6 +465,20 @@ static kiln_status add_node(import_ctx *cx, kiln_graph *g, const Onnx__NodeProto
     return KILN_STATUS_OK;
 }
 
+/* A fused activation written as kiln_activation / kiln_alpha / kiln_beta (engine graphs). */
+static kiln_status take_activation(import_ctx *cx, kiln_node *n, kiln_attrs *a) {
+    if (!kiln_attr_has(a, "kiln_activation")) return KILN_STATUS_OK;
+    char name[32];
+    KILN_TRY(kiln_attr_string(a, "kiln_activation", "", name, sizeof name));
+    int k = kiln_act_find(name);
+    if (k <= 0)
+        return kiln_error(KILN_STATUS_INVALID_MODEL, "%s: node '%s': unknown kiln_activation '%s'", cx->file, n->name, name);
+    n->act.kind = (kiln_act_kind)k;
+    KILN_TRY(kiln_attr_float(a, "kiln_alpha", 0.0f, &n->act.alpha));
+    KILN_TRY(kiln_attr_float(a, "kiln_beta", 0.0f, &n->act.beta));
+    return KILN_STATUS_OK;
+}
+
 /* Second pass over a node: inputs, attributes (subgraphs need this graph's names), captures. */
 static kiln_status wire_node(import_ctx *cx, kiln_graph *g, const Onnx__NodeProto *np, kiln_node *n) {
     int *ins = kiln_malloc(sizeof(int) * (np->n_input ? np->n_input : 1));
@@ -525,9 +523,10 @@ static kiln_status wire_node(import_ctx *cx, kiln_graph *g, const Onnx__NodeProt
             sg->capture_index[c] = slot;
         }
     }
+    if (s == KILN_STATUS_OK) s = take_activation(cx, n, &attrs);
     if (s == KILN_STATUS_OK) s = kiln_op_table[n->op].parse(n, &attrs);
     if (s != KILN_STATUS_OK && strstr(kiln_last_error(), cx->file) == NULL) kiln_error_prefix(s, "%s", cx->file);
-    attrs_free(&attrs);
+    n->attrs = attrs; /* kept: engine files write nodes back out from their raw attributes */
     return s;
 }
 

@@ -50,6 +50,7 @@ static kiln_status run_node(const kiln_node *n, slot *slots, const kiln_graph *g
         if (out[j].rank >= 0 && kiln_shape_known(&out[j]))
             s = kiln_tensor_alloc(&out[j], out[j].dtype, out[j].rank, out[j].dims);
     if (s == KILN_STATUS_OK) s = op->ref(n, in, out);
+    if (s == KILN_STATUS_OK && n->act.kind != KILN_ACT_NONE && out[0].data) kiln_act_apply(&n->act, &out[0]);
     for (int j = 0; s == KILN_STATUS_OK && j < n->n_outputs; j++) {
         int v = n->outputs[j];
         if (v < 0) continue;
