@@ -126,6 +126,99 @@ kiln_status kiln_model_output_info(const kiln_model_t *m, int i, kiln_dtype *dty
 kiln_status kiln_model_run(const kiln_model_t *m, int n_inputs, const char *const *names,
                            kiln_tensor_t *const *inputs, int n_outputs, kiln_tensor_t **outputs);
 
+/* ---- Building engines (the shape of TensorRT's builder / engine / context split) ----
+ *
+ *     kiln_builder_t *b;   kiln_builder_create(&b);
+ *     kiln_builder_add_profile(b, &p);                     one per range of input shapes
+ *     kiln_builder_set_profile_shape(b, p, "x", 4, min, opt, max);
+ *     kiln_engine_t *e;    kiln_builder_build(b, model, &e);    kiln_engine_save(e, "m.kiln");
+ *     kiln_context_t *c;   kiln_context_create(e, &c);          one per thread
+ *     kiln_context_set_input_shape(c, "x", 4, dims);  kiln_context_set_tensor_address(c, "x", ptr, bytes);
+ *     kiln_context_set_tensor_address(c, "y", out, out_bytes);  kiln_context_run(c);
+ */
+typedef enum kiln_device { KILN_DEVICE_CPU = 0, KILN_DEVICE_CUDA = 1 } kiln_device;
+
+typedef enum kiln_precision {
+    KILN_PRECISION_FP32 = 1,
+    KILN_PRECISION_FP16 = 2,
+    KILN_PRECISION_BF16 = 4,
+    KILN_PRECISION_INT8 = 8
+} kiln_precision;
+
+typedef struct kiln_builder kiln_builder_t;
+typedef struct kiln_engine kiln_engine_t;
+typedef struct kiln_context kiln_context_t;
+
+kiln_status kiln_builder_create(kiln_builder_t **out);
+void kiln_builder_destroy(kiln_builder_t *b);
+/* CPU (default) or CUDA. UNSUPPORTED when kiln was built without that backend. */
+kiln_status kiln_builder_set_device(kiln_builder_t *b, kiln_device d);
+/* A set of KILN_PRECISION_* flags the builder may use (FP32 is always allowed). Precisions
+ * no backend of this build implements are refused at kiln_builder_build with UNSUPPORTED. */
+kiln_status kiln_builder_set_precisions(kiln_builder_t *b, unsigned flags);
+/* 0: no graph passes; 1: constant folding and cleanup; 2 (default): also fusions. */
+kiln_status kiln_builder_set_optimization_level(kiln_builder_t *b, int level);
+/* Scratch memory kernels may use beyond the activation arena (bytes; 0 = no limit). */
+kiln_status kiln_builder_set_workspace(kiln_builder_t *b, uint64_t bytes);
+/* Keeps the named node at precision p whatever the builder would choose. */
+kiln_status kiln_builder_set_layer_precision(kiln_builder_t *b, const char *node, kiln_precision p);
+/* Adds an optimization profile; *index receives its number (0, 1, ...). */
+kiln_status kiln_builder_add_profile(kiln_builder_t *b, int *index);
+/* min <= opt <= max element-wise; dims are those of the named graph input. Inputs whose
+ * declared shape is static need no entry; a dynamic input without one is refused at build. */
+kiln_status kiln_builder_set_profile_shape(kiln_builder_t *b, int profile, const char *input, int rank,
+                                           const int64_t *min, const int64_t *opt, const int64_t *max);
+/* Optimizes m's graph, checks the profiles, plans memory and makes an engine. The model is
+ * only read; the engine owns copies of what it needs. With no profile added, one is made
+ * from the inputs' static shapes. */
+kiln_status kiln_builder_build(const kiln_builder_t *b, const kiln_model_t *m, kiln_engine_t **out);
+
+/* ---- Engines ---- */
+/* Writes the engine as a .kiln file (docs/kiln-format.md): same engine, same bytes. The file is
+ * written beside path and renamed, so a failure never leaves a partial file. */
+kiln_status kiln_engine_save(const kiln_engine_t *e, const char *path);
+/* Loads a .kiln file, memory-mapping its weights. INVALID_MODEL when it is truncated or
+ * corrupted (naming the section and what check failed), UNSUPPORTED when it was written by
+ * another kiln format version or for a backend or device this build or machine lacks. */
+kiln_status kiln_engine_load(const char *path, kiln_engine_t **out);
+void kiln_engine_destroy(kiln_engine_t *e);
+int kiln_engine_num_inputs(const kiln_engine_t *e);
+int kiln_engine_num_outputs(const kiln_engine_t *e);
+const char *kiln_engine_input_name(const kiln_engine_t *e, int i);
+const char *kiln_engine_output_name(const kiln_engine_t *e, int i);
+kiln_status kiln_engine_input_info(const kiln_engine_t *e, int i, kiln_dtype *dtype, int *rank, int64_t dims[KILN_MAX_RANK]);
+kiln_status kiln_engine_output_info(const kiln_engine_t *e, int i, kiln_dtype *dtype, int *rank, int64_t dims[KILN_MAX_RANK]);
+int kiln_engine_num_profiles(const kiln_engine_t *e);
+/* The min/opt/max dims of input i in a profile. */
+kiln_status kiln_engine_profile_shape(const kiln_engine_t *e, int profile, int input, int *rank, int64_t min[KILN_MAX_RANK],
+                                      int64_t opt[KILN_MAX_RANK], int64_t max[KILN_MAX_RANK]);
+/* A JSON description (layers, fusions, kernels, precisions, profiles, memory plan, weights),
+ * malloc'ed; free it with free(). */
+kiln_status kiln_engine_describe(const kiln_engine_t *e, char **json);
+
+/* ---- Contexts: the mutable state of running an engine; one per thread ---- */
+/* Allocates the activation arena once (the largest profile's plan). */
+kiln_status kiln_context_create(const kiln_engine_t *e, kiln_context_t **out);
+void kiln_context_destroy(kiln_context_t *c);
+kiln_status kiln_context_set_profile(kiln_context_t *c, int profile);
+/* INVALID_ARGUMENT when the shape lies outside the current profile's min..max. */
+kiln_status kiln_context_set_input_shape(kiln_context_t *c, const char *name, int rank, const int64_t *dims);
+/* Binds an input or output to caller host memory of `bytes` bytes (outputs are written there;
+ * too small a buffer is an error at run). Unbound outputs stay in the context's memory. */
+kiln_status kiln_context_set_tensor_address(kiln_context_t *c, const char *name, void *data, size_t bytes);
+/* The shape of an input as set, or of an output after the last successful run. */
+kiln_status kiln_context_tensor_shape(const kiln_context_t *c, const char *name, int *rank, int64_t dims[KILN_MAX_RANK]);
+/* Where an output's data is after a run (its bound address, or the context's memory, valid
+ * until the next run). */
+kiln_status kiln_context_tensor_address(const kiln_context_t *c, const char *name, const void **data);
+/* Runs the engine once on the bound inputs. Planned values live in the arena: the executor
+ * allocates nothing for them; values whose size depends on data are allocated here. */
+kiln_status kiln_context_run(kiln_context_t *c);
+/* Convenience: sets shapes and addresses from tensors, runs, and returns new output tensors
+ * (as kiln_model_run does). */
+kiln_status kiln_context_run_tensors(kiln_context_t *c, int n_inputs, const char *const *names,
+                                     kiln_tensor_t *const *inputs, int n_outputs, kiln_tensor_t **outputs);
+
 #ifdef __cplusplus
 }
 #endif

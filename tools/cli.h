@@ -13,6 +13,20 @@ int cli_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format
 /* True if stderr is a terminal (progress is shown only then). */
 bool cli_interactive(void);
 
+/* One "name:AxBxC" entry of a shape list. */
+typedef struct cli_shape {
+    char name[256];
+    int rank;
+    int64_t dims[KILN_MAX_RANK];
+} cli_shape;
+/* Parses "a:1x3x8x8,b:4" into out (at most cap entries); 0 on success, -1 on bad syntax. */
+int cli_parse_shapes(const char *spec, cli_shape *out, int cap, int *n);
+const cli_shape *cli_find_shape(const cli_shape *s, int n, const char *name);
+/* True if the file at path starts with the .kiln engine magic. */
+bool cli_is_engine(const char *path);
+
 int cmd_run(int argc, char **argv);
+int cmd_build(int argc, char **argv);
+int cmd_inspect(int argc, char **argv);
 
 #endif /* KILN_TOOLS_CLI_H */

@@ -1,6 +1,7 @@
-/* cmd_run.c — `kiln run`: load a model, bind inputs from .npy/.npz files (or seeded random
- * data), run it with the reference backend, print a summary of each output or save them all
- * to an .npz keyed by output name. */
+/* cmd_run.c — `kiln run`: load an ONNX model (run by the reference interpreter) or a .kiln
+ * engine (run by a context, --profile to pick its profile), bind inputs from .npy/.npz files
+ * (or seeded random data), run, and print a summary of each output or save them all to an
+ * .npz keyed by output name. */
 #include "cli.h"
 
 #include "core/core.h"
@@ -12,9 +13,9 @@
 #include <string.h>
 
 static void help(void) {
-    printf("usage: kiln run MODEL.onnx [options]\n\n"
-           "Runs MODEL with the reference backend and prints each output's name, shape and first values,\n"
-           "or saves them with --output.\n\n"
+    printf("usage: kiln run MODEL.onnx|ENGINE.kiln [options]\n\n"
+           "Runs an ONNX model with the reference interpreter, or a .kiln engine, and prints each output's\n"
+           "name, shape and first values, or saves them with --output.\n\n"
            "options:\n"
            "  --inputs FILE.npz         inputs keyed by graph input name\n"
            "  --input NAME=FILE.npy     one input (repeatable); 'FILE.npy' alone when the model has one input\n"
@@ -23,8 +24,34 @@ static void help(void) {
            "  --shapes NAME:AxBxC,...   shapes for --random where the model's are dynamic\n"
            "  --output FILE.npz         save the outputs, keyed by graph output name\n"
            "  --print N                 values shown per output (default 6)\n"
+           "  --profile N               the engine's optimization profile to run (default 0)\n"
            "  -h, --help                this text\n\n"
            "Exit status: 0 on success, 1 when loading or running fails (one line on stderr), 2 on bad usage.\n");
+}
+
+/* What is being run: an imported model or an engine with its context. */
+typedef struct runner {
+    kiln_model_t *m;
+    kiln_engine_t *e;
+    kiln_context_t *c;
+} runner;
+
+static int r_num_inputs(const runner *r) { return r->e ? kiln_engine_num_inputs(r->e) : kiln_model_num_inputs(r->m); }
+static int r_num_outputs(const runner *r) { return r->e ? kiln_engine_num_outputs(r->e) : kiln_model_num_outputs(r->m); }
+static const char *r_input_name(const runner *r, int i) { return r->e ? kiln_engine_input_name(r->e, i) : kiln_model_input_name(r->m, i); }
+static const char *r_output_name(const runner *r, int i) { return r->e ? kiln_engine_output_name(r->e, i) : kiln_model_output_name(r->m, i); }
+
+/* The shape random data gets: declared, or for an engine's dynamic input the profile's opt. */
+static kiln_status r_input_info(const runner *r, int i, int profile, kiln_dtype *dt, int *rank, int64_t *dims) {
+    if (!r->e) return kiln_model_input_info(r->m, i, dt, rank, dims);
+    KILN_TRY(kiln_engine_input_info(r->e, i, dt, rank, dims));
+    int prank;
+    int64_t mn[KILN_MAX_RANK], op[KILN_MAX_RANK], mx[KILN_MAX_RANK];
+    if (kiln_engine_profile_shape(r->e, profile, i, &prank, mn, op, mx) == KILN_STATUS_OK && prank >= 0) {
+        *rank = prank;
+        memcpy(dims, op, sizeof(int64_t) * (size_t)prank);
+    }
+    return KILN_STATUS_OK;
 }
 
 typedef struct binding {
@@ -37,6 +64,7 @@ typedef struct run_opts {
     const char *input_args[64];
     int n_input_args;
     const char *shapes;
+    int profile;
     bool random;
     uint64_t seed;
     int print;
@@ -50,39 +78,21 @@ static double next_uniform(uint64_t *s) {
     return (double)((*s * 2685821657736338717ull) >> 11) / 9007199254740992.0;
 }
 
-static bool parse_shape_for(const char *spec, const char *name, int *rank, int64_t *dims) {
-    const char *p = spec;
-    size_t nl = strlen(name);
-    while (p && *p) {
-        const char *colon = strrchr(p, ':');
-        const char *comma = strchr(p, ',');
-        /* entries are NAME:AxB separated by commas; names may hold ':' so find the entry end first */
-        const char *end = comma ? comma : p + strlen(p);
-        colon = NULL;
-        for (const char *q = p; q < end; q++)
-            if (*q == ':') colon = q;
-        if (colon && (size_t)(colon - p) == nl && strncmp(p, name, nl) == 0) {
-            *rank = 0;
-            const char *d = colon + 1;
-            while (d < end && *rank < KILN_MAX_RANK) {
-                char *e;
-                dims[(*rank)++] = strtoll(d, &e, 10);
-                d = (*e == 'x') ? e + 1 : end;
-            }
-            return true;
-        }
-        p = comma ? comma + 1 : NULL;
-    }
-    return false;
-}
-
-static kiln_status random_input(const kiln_model_t *m, int i, const run_opts *o, uint64_t *state, kiln_tensor **out) {
+static kiln_status random_input(const runner *r, int i, const run_opts *o, uint64_t *state, kiln_tensor **out) {
     kiln_dtype dt;
     int rank;
     int64_t dims[KILN_MAX_RANK];
-    KILN_TRY(kiln_model_input_info(m, i, &dt, &rank, dims));
-    const char *name = kiln_model_input_name(m, i);
-    if (o->shapes) parse_shape_for(o->shapes, name, &rank, dims);
+    KILN_TRY(r_input_info(r, i, o->profile, &dt, &rank, dims));
+    const char *name = r_input_name(r, i);
+    cli_shape given[64];
+    int n_given = 0;
+    if (o->shapes && cli_parse_shapes(o->shapes, given, 64, &n_given))
+        return kiln_error(KILN_STATUS_INVALID_ARGUMENT, "--shapes '%s': expected NAME:AxBxC,...", o->shapes);
+    const cli_shape *sh = cli_find_shape(given, n_given, name);
+    if (sh) {
+        rank = sh->rank;
+        memcpy(dims, sh->dims, sizeof(int64_t) * (size_t)rank);
+    }
     if (rank < 0) return kiln_error(KILN_STATUS_INVALID_ARGUMENT, "input '%s' has no declared shape: give it with --shapes", name);
     for (int k = 0; k < rank; k++)
         if (dims[k] < 0)
@@ -128,6 +138,7 @@ static int parse_args(int argc, char **argv, run_opts *o) {
         {"output", required_argument, 0, 'o'}, {"random", no_argument, 0, 'r'},
         {"seed", required_argument, 0, 's'},   {"shapes", required_argument, 0, 'S'},
         {"print", required_argument, 0, 'p'},  {"help", no_argument, 0, 'h'},
+        {"profile", required_argument, 0, 'P'},
         {0, 0, 0, 0}};
     int c;
     optind = 1;
@@ -143,6 +154,7 @@ static int parse_args(int argc, char **argv, run_opts *o) {
         case 's': o->seed = strtoull(optarg, NULL, 10); break;
         case 'S': o->shapes = optarg; break;
         case 'p': o->print = atoi(optarg); break;
+        case 'P': o->profile = atoi(optarg); break;
         case 'h': help(); return -1;
         default: return cli_usage_error("run", "bad option");
         }
@@ -157,10 +169,20 @@ int cmd_run(int argc, char **argv) {
     int rc = parse_args(argc, argv, &o);
     if (rc) return rc < 0 ? 0 : rc;
 
-    kiln_model_t *m = NULL;
-    kiln_status s = kiln_model_load(o.model, &m);
-    if (s) return cli_fail(s);
-    int n_in = kiln_model_num_inputs(m), n_out = kiln_model_num_outputs(m);
+    runner r = {0};
+    kiln_status s;
+    if (cli_is_engine(o.model)) {
+        if ((s = kiln_engine_load(o.model, &r.e))) return cli_fail(s);
+        if ((s = kiln_context_create(r.e, &r.c)) || (s = kiln_context_set_profile(r.c, o.profile))) {
+            kiln_context_destroy(r.c);
+            kiln_engine_destroy(r.e);
+            return cli_fail(s);
+        }
+    } else {
+        if (o.profile) return cli_usage_error("run", "--profile applies to .kiln engines");
+        if ((s = kiln_model_load(o.model, &r.m))) return cli_fail(s);
+    }
+    int n_in = r_num_inputs(&r), n_out = r_num_outputs(&r);
     binding *b = kiln_calloc((size_t)(n_in + 64), sizeof *b);
     kiln_named_tensor *npz = NULL;
     int n_npz = 0, nb = 0;
@@ -179,7 +201,7 @@ int cmd_run(int argc, char **argv) {
             name = strndup(arg, (size_t)(eq - arg));
             path = eq + 1;
         } else if (n_in == 1) {
-            name = kiln_strdup(kiln_model_input_name(m, 0));
+            name = kiln_strdup(r_input_name(&r, 0));
             path = arg;
         } else {
             s = kiln_error(KILN_STATUS_INVALID_ARGUMENT, "--input %s: the model has %d inputs, write NAME=FILE.npy", arg, n_in);
@@ -192,12 +214,12 @@ int cmd_run(int argc, char **argv) {
     if (o.random) {
         uint64_t state = o.seed * 0x9E3779B97F4A7C15ull + 1;
         for (int i = 0; i < n_in; i++) {
-            const char *name = kiln_model_input_name(m, i);
+            const char *name = r_input_name(&r, i);
             bool given = false;
             for (int k = 0; k < nb; k++) given |= strcmp(b[k].name, name) == 0;
             if (given) continue;
             b[nb].name = kiln_strdup(name);
-            if ((s = random_input(m, i, &o, &state, &b[nb].t))) { nb++; goto fail; }
+            if ((s = random_input(&r, i, &o, &state, &b[nb].t))) { nb++; goto fail; }
             nb++;
         }
     }
@@ -205,19 +227,19 @@ int cmd_run(int argc, char **argv) {
     kiln_tensor_t **ts = kiln_calloc((size_t)(nb ? nb : 1), sizeof *ts);
     if (!names || !ts) { free(names); free(ts); s = kiln_error(KILN_STATUS_OUT_OF_MEMORY, "out of memory"); goto fail; }
     for (int k = 0; k < nb; k++) { names[k] = b[k].name; ts[k] = b[k].t; }
-    s = kiln_model_run(m, nb, names, ts, n_out, outs);
+    s = r.e ? kiln_context_run_tensors(r.c, nb, names, ts, n_out, outs) : kiln_model_run(r.m, nb, names, ts, n_out, outs);
     free(names);
     free(ts);
     if (s) goto fail;
     if (o.output) {
         kiln_named_tensor *items = kiln_calloc((size_t)(n_out ? n_out : 1), sizeof *items);
         if (!items) { s = kiln_error(KILN_STATUS_OUT_OF_MEMORY, "out of memory"); goto fail; }
-        for (int j = 0; j < n_out; j++) items[j] = (kiln_named_tensor){(char *)kiln_model_output_name(m, j), outs[j]};
+        for (int j = 0; j < n_out; j++) items[j] = (kiln_named_tensor){(char *)r_output_name(&r, j), outs[j]};
         s = kiln_npz_write(o.output, items, n_out, false);
         free(items);
         if (s) goto fail;
     } else {
-        for (int j = 0; j < n_out; j++) print_output(kiln_model_output_name(m, j), outs[j], o.print);
+        for (int j = 0; j < n_out; j++) print_output(r_output_name(&r, j), outs[j], o.print);
     }
     rc = 0;
 fail:
@@ -229,6 +251,8 @@ fail:
     free(npz);
     for (int k = 0; b && k < nb; k++) { free(b[k].name); kiln_tensor_destroy(b[k].t); }
     free(b);
-    kiln_model_destroy(m);
+    kiln_context_destroy(r.c);
+    kiln_engine_destroy(r.e);
+    kiln_model_destroy(r.m);
     return rc;
 }

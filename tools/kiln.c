@@ -23,12 +23,23 @@ int cli_usage_error(const char *cmd, const char *fmt, ...) {
 
 bool cli_interactive(void) { return isatty(2); }
 
+bool cli_is_engine(const char *path) {
+    char magic[8] = {0};
+    FILE *f = fopen(path, "rb");
+    if (!f) return false;
+    size_t n = fread(magic, 1, sizeof magic, f);
+    fclose(f);
+    return n == sizeof magic && memcmp(magic, "KILNENG", 8) == 0;
+}
+
 static const struct {
     const char *name;
     int (*fn)(int, char **);
     const char *summary;
 } commands[] = {
-    {"run", cmd_run, "run a model on inputs from .npy/.npz files and print or save its outputs"},
+    {"build", cmd_build, "optimize an ONNX model into a .kiln engine (profiles, precisions, memory plan)"},
+    {"inspect", cmd_inspect, "show an engine's layers, fusions, kernels, precisions, profiles and memory"},
+    {"run", cmd_run, "run a model or engine on inputs from .npy/.npz files and print or save its outputs"},
 };
 
 static void usage(FILE *f) {

@@ -9,6 +9,7 @@
 #include "import.h"
 
 #include "../ops/op.h"
+#include "export.h"
 #include "onnx.pb-c.h"
 
 #include <errno.h>
@@ -135,6 +136,20 @@ static kiln_status external_data(import_ctx *cx, const Onnx__TensorProto *tp, ki
     }
     if (!location)
         return kiln_error(KILN_STATUS_INVALID_MODEL, "%s: tensor '%s' has external data without a location", cx->file, name);
+    if (cx->model->engine_graph && strcmp(location, KILN_WEIGHTS_LOCATION) == 0) {
+        if ((uint64_t)offset > cx->model->weights_size || bytes > cx->model->weights_size - (size_t)offset)
+            return kiln_error(KILN_STATUS_INVALID_MODEL, "%s: tensor '%s' lies beyond the end of the weights section",
+                              cx->file, name);
+        const char *src = (const char *)cx->model->weights + offset;
+        size_t al = kiln_dtype_size(t->dtype);
+        if (al && (uintptr_t)src % al == 0) {
+            t->data = (void *)src; /* zero-copy into the engine's mapping */
+            return KILN_STATUS_OK;
+        }
+        KILN_TRY(kiln_tensor_alloc(t, t->dtype, t->rank, t->dims));
+        memcpy(t->data, src, bytes);
+        return KILN_STATUS_OK;
+    }
     if (!safe_relative_path(location))
         return kiln_error(KILN_STATUS_INVALID_MODEL,
                           "%s: tensor '%s': external data location '%s' must be a relative path inside the model's folder",
@@ -436,11 +451,13 @@ static kiln_status add_node(import_ctx *cx, kiln_graph *g, const Onnx__NodeProto
     snprintf(fallback, sizeof fallback, "%s_%d", op_type, index);
     const char *node_name = np->name && *np->name ? np->name : fallback;
     const char *domain = np->domain ? np->domain : "";
-    if (*domain && strcmp(domain, "ai.onnx") != 0)
+    bool internal = cx->model->engine_graph && strcmp(domain, KILN_INTERNAL_DOMAIN) == 0;
+    if (*domain && strcmp(domain, "ai.onnx") != 0 && !internal)
         return kiln_error(KILN_STATUS_UNSUPPORTED, "%s: node '%s': op '%s' of domain '%s' is not supported (kiln runs the default ONNX domain only)",
                           cx->file, node_name, op_type, domain);
     if (strcmp(op_type, "Constant") == 0) return constant_node(cx, g, np, node_name);
     int op = kiln_op_find(op_type);
+    if (op >= 0 && kiln_op_is_internal(op) != internal) op = -1; /* kiln's own ops only in engines */
     if (op < 0)
         return kiln_error(KILN_STATUS_UNSUPPORTED, "%s: node '%s': op '%s' is not supported", cx->file, node_name, op_type);
     if (cx->opset < kiln_op_table[op].since)
@@ -631,7 +648,7 @@ static kiln_status model_opset(import_ctx *cx, const Onnx__ModelProto *mp) {
     for (size_t i = 0; i < mp->n_opset_import; i++) {
         const Onnx__OperatorSetIdProto *o = mp->opset_import[i];
         const char *d = o->domain ? o->domain : "";
-        if (*d == 0 || strcmp(d, "ai.onnx") == 0) opset = (int)(o->version > 1000 ? 1000 : o->version);
+        if (*d == 0 || strcmp(d, "ai.onnx") == 0) opset = (int)(o->version > 1000 ? 1000 : o->version < 0 ? 0 : o->version);
     }
     if (opset < 0) {
         if (mp->n_opset_import == 0 && mp->has_ir_version && mp->ir_version < 3) opset = 1;
@@ -683,5 +700,6 @@ void kiln_model_free_contents(kiln_model *m) {
     free(m->maps);
     free(m->base_dir);
     free(m->path);
+    free(m->owned_weights);
     memset(m, 0, sizeof *m);
 }

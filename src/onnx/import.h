@@ -19,6 +19,12 @@ struct kiln_model {
     int n_maps;
     char *base_dir;   /* where external data is looked up */
     char *path;
+    /* Set before importing an engine's graph: external data at "@weights" points into this
+     * memory (not owned), and ops of the internal domain "kiln" are accepted. */
+    const void *weights;
+    size_t weights_size;
+    bool engine_graph;
+    void *owned_weights; /* freed with the model (a built engine's weights) */
 };
 typedef struct kiln_model kiln_model;
 

@@ -60,6 +60,9 @@ extern const kiln_op_def kiln_op_table[KILN_OP_COUNT];
 int kiln_op_find(const char *onnx_name);
 const char *kiln_op_name(int op);
 
+/* True for kiln-internal ops made by passes (family "fused"): domain "kiln" in engine files. */
+bool kiln_op_is_internal(int op);
+
 /* Sets every output of the node to "type not known" (rank -1), keeping dtypes already set. */
 void kiln_infer_unknown(const kiln_node *node, kiln_tensor *out);
 /* True when every present input has a known rank (>= 0). */

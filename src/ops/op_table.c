@@ -22,6 +22,10 @@ const char *kiln_op_name(int op) {
     return op >= 0 && op < KILN_OP_COUNT ? kiln_op_table[op].name : "?";
 }
 
+bool kiln_op_is_internal(int op) {
+    return op >= 0 && op < KILN_OP_COUNT && strcmp(kiln_op_table[op].family, "fused") == 0;
+}
+
 void kiln_infer_unknown(const kiln_node *node, kiln_tensor *out) {
     for (int j = 0; j < node->n_outputs; j++) out[j].rank = -1;
 }

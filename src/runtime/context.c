@@ -1,0 +1,330 @@
+/* context.c — kiln_context_*: running an engine. A context owns one arena (sized for the
+ * engine's largest profile), the bindings and the shapes; the engine is only read, so
+ * contexts on one engine run concurrently. Each node's output goes to its planned arena
+ * offset (or to the caller's buffer for a bound graph output); shapes come from each op's
+ * infer on the real inputs and must fit the plan. Values whose size depends on data are the
+ * only allocations a run makes; they are freed at the next run. */
+#include "engine.h"
+
+#include "../ops/op.h"
+
+#include <string.h>
+
+typedef struct binding {
+    void *data;
+    size_t bytes;
+    bool has_shape;
+    int rank;
+    int64_t dims[KILN_MAX_RANK];
+} binding;
+
+struct kiln_context {
+    const kiln_engine *e;
+    int profile;
+    uint8_t *arena;
+    uint64_t arena_bytes;
+    bool naive;              /* KILN_NO_MEMORY_PLAN: every slot its own region */
+    uint64_t *naive_offsets; /* per slot, when naive */
+    binding *inputs;         /* per graph input */
+    binding *outputs;        /* per graph output */
+    kiln_tensor *slots;      /* per plan slot: the value as of the last run */
+    bool *heap;              /* slot data was allocated at run time (dynamic) */
+    int n_slots;
+    bool ran;
+};
+
+static const kiln_mem_plan *plan_of(const kiln_context_t *c) { return &c->e->profiles[c->profile].plan; }
+
+static void free_heap(kiln_context_t *c) {
+    for (int i = 0; i < c->n_slots; i++) {
+        if (c->heap[i]) kiln_tensor_release(&c->slots[i]);
+        c->heap[i] = false;
+        c->slots[i].data = NULL;
+        c->slots[i].flags = 0;
+    }
+}
+
+kiln_status kiln_context_create(const kiln_engine_t *e, kiln_context_t **out) {
+    if (!e || !out) return kiln_error(KILN_STATUS_INVALID_ARGUMENT, "kiln_context_create: NULL argument");
+    *out = NULL;
+    const kiln_graph *g = e->model.graph;
+    kiln_context_t *c = kiln_calloc(1, sizeof *c);
+    if (!c) return kiln_error(KILN_STATUS_OUT_OF_MEMORY, "out of memory");
+    c->e = e;
+    c->n_slots = e->profiles[0].plan.n_slots;
+    c->naive = getenv("KILN_NO_MEMORY_PLAN") && strcmp(getenv("KILN_NO_MEMORY_PLAN"), "0") != 0;
+    for (int p = 0; p < e->n_profiles; p++) {
+        const kiln_mem_plan *pl = &e->profiles[p].plan;
+        uint64_t need = c->naive ? pl->naive_bytes : pl->arena_bytes;
+        if (need > c->arena_bytes) c->arena_bytes = need;
+    }
+    c->inputs = kiln_calloc((size_t)(g->n_inputs ? g->n_inputs : 1), sizeof(binding));
+    c->outputs = kiln_calloc((size_t)(g->n_outputs ? g->n_outputs : 1), sizeof(binding));
+    c->slots = kiln_calloc((size_t)(c->n_slots ? c->n_slots : 1), sizeof(kiln_tensor));
+    c->heap = kiln_calloc((size_t)(c->n_slots ? c->n_slots : 1), sizeof(bool));
+    c->naive_offsets = kiln_calloc((size_t)(c->n_slots ? c->n_slots : 1), sizeof(uint64_t));
+    c->arena = aligned_alloc(KILN_ARENA_ALIGN, (c->arena_bytes + KILN_ARENA_ALIGN - 1) / KILN_ARENA_ALIGN * KILN_ARENA_ALIGN + KILN_ARENA_ALIGN);
+    if (!c->inputs || !c->outputs || !c->slots || !c->heap || !c->naive_offsets || !c->arena) {
+        kiln_context_destroy(c);
+        return kiln_error(KILN_STATUS_OUT_OF_MEMORY, "cannot allocate a context's %llu-byte arena", (unsigned long long)c->arena_bytes);
+    }
+    *out = c;
+    return kiln_context_set_profile(c, 0);
+}
+
+void kiln_context_destroy(kiln_context_t *c) {
+    if (!c) return;
+    if (c->slots && c->heap) free_heap(c);
+    free(c->inputs);
+    free(c->outputs);
+    free(c->slots);
+    free(c->heap);
+    free(c->naive_offsets);
+    free(c->arena);
+    free(c);
+}
+
+kiln_status kiln_context_set_profile(kiln_context_t *c, int profile) {
+    if (profile < 0 || profile >= c->e->n_profiles)
+        return kiln_error(KILN_STATUS_INVALID_ARGUMENT, "profile %d does not exist: the engine has %d", profile, c->e->n_profiles);
+    c->profile = profile;
+    if (c->naive) {
+        const kiln_mem_plan *pl = plan_of(c);
+        uint64_t top = 0;
+        for (int i = 0; i < pl->n_slots; i++)
+            if (pl->slots[i].offset >= 0) {
+                c->naive_offsets[i] = top;
+                top += (pl->slots[i].bytes + KILN_ARENA_ALIGN - 1) / KILN_ARENA_ALIGN * KILN_ARENA_ALIGN;
+            }
+    }
+    /* Static inputs need no shape from the caller. */
+    const kiln_graph *g = c->e->model.graph;
+    for (int i = 0; i < g->n_inputs; i++) {
+        const kiln_profile_dims *d = &c->e->profiles[profile].inputs[i];
+        binding *b = &c->inputs[i];
+        b->has_shape = false;
+        if (d->rank >= 0 && memcmp(d->min, d->max, sizeof(int64_t) * (size_t)d->rank) == 0) {
+            b->has_shape = true;
+            b->rank = d->rank;
+            memcpy(b->dims, d->min, sizeof(int64_t) * (size_t)d->rank);
+        }
+    }
+    return KILN_STATUS_OK;
+}
+
+static int find_name(const kiln_graph *g, const int *ids, int n, const char *name) {
+    for (int i = 0; i < n; i++)
+        if (strcmp(g->values[ids[i]].name, name) == 0) return i;
+    return -1;
+}
+
+kiln_status kiln_context_set_input_shape(kiln_context_t *c, const char *name, int rank, const int64_t *dims) {
+    const kiln_graph *g = c->e->model.graph;
+    int i = name ? find_name(g, g->inputs, g->n_inputs, name) : -1;
+    if (i < 0) return kiln_error(KILN_STATUS_INVALID_ARGUMENT, "the engine has no input named '%s'", name ? name : "(null)");
+    const kiln_profile_dims *d = &c->e->profiles[c->profile].inputs[i];
+    char got[160];
+    if (d->rank >= 0) {
+        if (rank != d->rank)
+            return kiln_error(KILN_STATUS_INVALID_ARGUMENT, "input '%s': rank %d given, profile %d has rank %d", name, rank, c->profile, d->rank);
+        for (int k = 0; k < rank; k++)
+            if (dims[k] < d->min[k] || dims[k] > d->max[k])
+                return kiln_error(KILN_STATUS_INVALID_ARGUMENT,
+                                  "input '%s': shape %s is outside profile %d (dim %d must be in %lld..%lld)", name,
+                                  kiln_dims_str(rank, dims, got, sizeof got), c->profile, k, (long long)d->min[k], (long long)d->max[k]);
+    } else {
+        /* an input with a default initializer: only its default shape was planned */
+        const kiln_tensor *t = &g->values[g->inputs[i]].type;
+        if (rank != t->rank || memcmp(dims, t->dims, sizeof(int64_t) * (size_t)rank) != 0)
+            return kiln_error(KILN_STATUS_INVALID_ARGUMENT, "input '%s' has a default value and must keep its shape", name);
+    }
+    binding *b = &c->inputs[i];
+    b->has_shape = true;
+    b->rank = rank;
+    memcpy(b->dims, dims, sizeof(int64_t) * (size_t)rank);
+    return KILN_STATUS_OK;
+}
+
+kiln_status kiln_context_set_tensor_address(kiln_context_t *c, const char *name, void *data, size_t bytes) {
+    const kiln_graph *g = c->e->model.graph;
+    int i = name ? find_name(g, g->inputs, g->n_inputs, name) : -1;
+    if (i >= 0) {
+        c->inputs[i].data = data;
+        c->inputs[i].bytes = bytes;
+        return KILN_STATUS_OK;
+    }
+    int j = name ? find_name(g, g->outputs, g->n_outputs, name) : -1;
+    if (j < 0) return kiln_error(KILN_STATUS_INVALID_ARGUMENT, "the engine has no input or output named '%s'", name ? name : "(null)");
+    c->outputs[j].data = data;
+    c->outputs[j].bytes = bytes;
+    return KILN_STATUS_OK;
+}
+
+kiln_status kiln_context_tensor_shape(const kiln_context_t *c, const char *name, int *rank, int64_t dims[KILN_MAX_RANK]) {
+    const kiln_graph *g = c->e->model.graph;
+    int i = name ? find_name(g, g->inputs, g->n_inputs, name) : -1;
+    if (i >= 0) {
+        if (!c->inputs[i].has_shape) return kiln_error(KILN_STATUS_INVALID_ARGUMENT, "input '%s' has no shape set", name);
+        *rank = c->inputs[i].rank;
+        memcpy(dims, c->inputs[i].dims, sizeof(int64_t) * (size_t)*rank);
+        return KILN_STATUS_OK;
+    }
+    int j = name ? find_name(g, g->outputs, g->n_outputs, name) : -1;
+    if (j < 0) return kiln_error(KILN_STATUS_INVALID_ARGUMENT, "the engine has no input or output named '%s'", name ? name : "(null)");
+    if (!c->ran) return kiln_error(KILN_STATUS_INVALID_ARGUMENT, "output '%s' has no shape before the first run", name);
+    const kiln_tensor *t = &c->slots[g->outputs[j]];
+    *rank = t->rank;
+    memcpy(dims, t->dims, sizeof(int64_t) * (size_t)t->rank);
+    return KILN_STATUS_OK;
+}
+
+kiln_status kiln_context_tensor_address(const kiln_context_t *c, const char *name, const void **data) {
+    const kiln_graph *g = c->e->model.graph;
+    int j = name ? find_name(g, g->outputs, g->n_outputs, name) : -1;
+    if (j < 0) return kiln_error(KILN_STATUS_INVALID_ARGUMENT, "the engine has no output named '%s'", name ? name : "(null)");
+    if (!c->ran) return kiln_error(KILN_STATUS_INVALID_ARGUMENT, "output '%s' has no data before the first run", name);
+    *data = c->slots[g->outputs[j]].data;
+    return KILN_STATUS_OK;
+}
+
+/* Where slot sl's data goes for this run: the caller's buffer for a bound graph output, the
+ * arena for planned slots, NULL for dynamic ones (the kernel or the executor allocates). */
+static kiln_status place(kiln_context_t *c, int sl, kiln_tensor *t, const kiln_node *n) {
+    const kiln_graph *g = c->e->model.graph;
+    const kiln_slot_plan *sp = &plan_of(c)->slots[sl];
+    size_t bytes = kiln_tensor_bytes(t);
+    if (sl < g->n_values && (g->values[sl].flags & KILN_VALUE_OUTPUT)) {
+        for (int j = 0; j < g->n_outputs; j++)
+            if (g->outputs[j] == sl && c->outputs[j].data) {
+                if (bytes > c->outputs[j].bytes)
+                    return kiln_error(KILN_STATUS_INVALID_ARGUMENT, "output '%s' needs %zu bytes, its bound buffer has %zu",
+                                      g->values[sl].name, bytes, c->outputs[j].bytes);
+                t->data = c->outputs[j].data;
+                return KILN_STATUS_OK;
+            }
+    }
+    if (sp->offset == KILN_PLAN_DYNAMIC) return KILN_STATUS_OK;
+    if (sp->offset < 0) return kiln_node_error(n, KILN_STATUS_INTERNAL, "output slot %d has no planned place", sl);
+    if (bytes > sp->bytes) {
+        char d[160];
+        return kiln_node_error(n, KILN_STATUS_RUNTIME_ERROR,
+                               "output %s needs %zu bytes but profile %d planned %llu: the input shapes lead outside the profile",
+                               kiln_tensor_describe(t, d, sizeof d), bytes, c->profile, (unsigned long long)sp->bytes);
+    }
+    t->data = c->arena + (c->naive ? (int64_t)c->naive_offsets[sl] : sp->offset);
+    return KILN_STATUS_OK;
+}
+
+static kiln_status run_node(kiln_context_t *c, int i) {
+    const kiln_graph *g = c->e->model.graph;
+    const kiln_node *n = &g->nodes[i];
+    kiln_tensor *in[256];
+    kiln_tensor out[64];
+    int slot[64];
+    if (n->n_inputs > 256 || n->n_outputs > 64) return kiln_node_error(n, KILN_STATUS_UNSUPPORTED, "too many inputs or outputs");
+    for (int k = 0; k < n->n_inputs; k++) in[k] = n->inputs[k] >= 0 ? &c->slots[n->inputs[k]] : NULL;
+    memset(out, 0, sizeof(kiln_tensor) * (size_t)n->n_outputs);
+    for (int j = 0; j < n->n_outputs; j++) {
+        out[j].rank = -1;
+        slot[j] = kiln_plan_slot_of(g, i, j);
+    }
+    const kiln_op_def *op = &kiln_op_table[n->op];
+    KILN_TRY(op->infer(n, in, out));
+    for (int j = 0; j < n->n_outputs; j++)
+        if (out[j].rank >= 0 && kiln_shape_known(&out[j])) KILN_TRY(place(c, slot[j], &out[j], n));
+    bool aliased = kiln_op_alias(n->op) && in[0] && out[0].data == in[0]->data && out[0].data;
+    kiln_status s = KILN_STATUS_OK;
+    if (!aliased) {
+        if (kiln_op_inplace(n->op) && in[0] && out[0].data == in[0]->data && out[0].data &&
+            (in[0]->rank != out[0].rank || memcmp(in[0]->dims, out[0].dims, sizeof(int64_t) * (size_t)out[0].rank) != 0))
+            return kiln_node_error(n, KILN_STATUS_INTERNAL, "in-place output does not have its input's shape");
+        /* Kernels may (re)allocate outputs whose size depends on data; planned pointers carry no
+         * ownership flag, so kiln_tensor_alloc leaves the arena alone. */
+        s = op->ref(n, in, out);
+    }
+    if (s == KILN_STATUS_OK && n->act.kind != KILN_ACT_NONE && out[0].data) kiln_act_apply(&n->act, &out[0]);
+    for (int j = 0; j < n->n_outputs; j++) {
+        kiln_tensor *dst = &c->slots[slot[j]];
+        if (s == KILN_STATUS_OK && out[j].rank < 0)
+            s = kiln_node_error(n, KILN_STATUS_INTERNAL, "output %d was not produced", j);
+        if (s == KILN_STATUS_OK && !out[j].data) s = kiln_tensor_alloc(&out[j], out[j].dtype, out[j].rank, out[j].dims);
+        if (s != KILN_STATUS_OK) {
+            kiln_tensor_release(&out[j]);
+            continue;
+        }
+        *dst = out[j];
+        c->heap[slot[j]] = (out[j].flags & KILN_TENSOR_OWNS_DATA) != 0;
+    }
+    return s;
+}
+
+kiln_status kiln_context_run(kiln_context_t *c) {
+    const kiln_graph *g = c->e->model.graph;
+    c->ran = false;
+    free_heap(c);
+    for (int v = 0; v < g->n_values; v++)
+        if (g->values[v].flags & KILN_VALUE_CONST) {
+            c->slots[v] = g->values[v].type;
+            c->slots[v].flags = 0; /* a view */
+        }
+    for (int i = 0; i < g->n_inputs; i++) {
+        const kiln_value *v = &g->values[g->inputs[i]];
+        binding *b = &c->inputs[i];
+        kiln_tensor *t = &c->slots[g->inputs[i]];
+        if (!b->data) {
+            if (v->flags & KILN_VALUE_CONST) continue; /* keeps its default */
+            return kiln_error(KILN_STATUS_INVALID_ARGUMENT, "input '%s' is not bound", v->name);
+        }
+        if (!b->has_shape) return kiln_error(KILN_STATUS_INVALID_ARGUMENT, "input '%s' has a dynamic shape: set it with kiln_context_set_input_shape", v->name);
+        t->dtype = v->type.dtype;
+        t->rank = b->rank;
+        memcpy(t->dims, b->dims, sizeof(int64_t) * (size_t)b->rank);
+        t->data = b->data;
+        t->flags = 0;
+        if (kiln_tensor_bytes(t) > b->bytes)
+            return kiln_error(KILN_STATUS_INVALID_ARGUMENT, "input '%s' needs %zu bytes, its buffer has %zu", v->name, kiln_tensor_bytes(t), b->bytes);
+    }
+    for (int i = 0; i < g->n_nodes; i++) KILN_TRY(run_node(c, i));
+    /* A graph output that is an input or a constant is copied into its bound buffer. */
+    for (int j = 0; j < g->n_outputs; j++) {
+        kiln_tensor *t = &c->slots[g->outputs[j]];
+        binding *b = &c->outputs[j];
+        if (!b->data || t->data == b->data) continue;
+        size_t bytes = kiln_tensor_bytes(t);
+        if (bytes > b->bytes)
+            return kiln_error(KILN_STATUS_INVALID_ARGUMENT, "output '%s' needs %zu bytes, its bound buffer has %zu",
+                              g->values[g->outputs[j]].name, bytes, b->bytes);
+        if (bytes) memmove(b->data, t->data, bytes);
+    }
+    c->ran = true;
+    return KILN_STATUS_OK;
+}
+
+kiln_status kiln_context_run_tensors(kiln_context_t *c, int n_inputs, const char *const *names, kiln_tensor_t *const *inputs,
+                                     int n_outputs, kiln_tensor_t **outputs) {
+    const kiln_graph *g = c->e->model.graph;
+    if (n_outputs != g->n_outputs)
+        return kiln_error(KILN_STATUS_INVALID_ARGUMENT, "the engine has %d outputs, %d were asked for", g->n_outputs, n_outputs);
+    for (int i = 0; i < g->n_inputs; i++) c->inputs[i].data = NULL;
+    for (int j = 0; j < g->n_outputs; j++) c->outputs[j].data = NULL;
+    for (int k = 0; k < n_inputs; k++) {
+        int i = find_name(g, g->inputs, g->n_inputs, names[k]);
+        if (i < 0) return kiln_error(KILN_STATUS_INVALID_ARGUMENT, "the engine has no input named '%s'", names[k]);
+        const kiln_value *v = &g->values[g->inputs[i]];
+        if (v->type.dtype != KILN_DTYPE_UNDEFINED && inputs[k]->dtype != v->type.dtype)
+            return kiln_error(KILN_STATUS_INVALID_ARGUMENT, "input '%s': expected dtype %s, got %s", names[k],
+                              kiln_dtype_name(v->type.dtype), kiln_dtype_name(inputs[k]->dtype));
+        KILN_TRY(kiln_context_set_input_shape(c, names[k], inputs[k]->rank, inputs[k]->dims));
+        KILN_TRY(kiln_context_set_tensor_address(c, names[k], inputs[k]->data, kiln_tensor_bytes(inputs[k])));
+        if (!inputs[k]->data) c->inputs[i].data = (void *)""; /* a 0-sized input is still bound */
+    }
+    KILN_TRY(kiln_context_run(c));
+    for (int j = 0; j < g->n_outputs; j++) {
+        kiln_status s = kiln_tensor_clone(&c->slots[g->outputs[j]], &outputs[j]);
+        if (s != KILN_STATUS_OK) {
+            for (int k = 0; k < j; k++) { kiln_tensor_destroy(outputs[k]); outputs[k] = NULL; }
+            return s;
+        }
+    }
+    return KILN_STATUS_OK;
+}

@@ -1,0 +1,243 @@
+/* engine.c — kiln_engine_*: saving and loading .kiln files (atomically, memory-mapped), the
+ * engine's inputs/outputs/profiles, and the JSON description that kiln inspect prints. */
+#include "engine.h"
+
+#include "../ops/op.h"
+#include "../plan/kiln_file.h"
+
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+void kiln_engine_free_contents(kiln_engine_t *e) {
+    for (int p = 0; p < e->n_profiles; p++) {
+        free(e->profiles[p].inputs);
+        kiln_mem_plan_free(&e->profiles[p].plan);
+    }
+    free(e->profiles);
+    kiln_model_free_contents(&e->model);
+    if (e->file_map) munmap((void *)e->file_map, e->file_size);
+    memset(e, 0, sizeof *e);
+}
+
+void kiln_engine_destroy(kiln_engine_t *e) {
+    if (!e) return;
+    kiln_engine_free_contents(e);
+    free(e);
+}
+
+kiln_status kiln_engine_save(const kiln_engine_t *e, const char *path) {
+    if (!e || !path) return kiln_error(KILN_STATUS_INVALID_ARGUMENT, "kiln_engine_save: NULL argument");
+    kiln_blob b = {0};
+    KILN_TRY(kiln_engine_write(e, &b));
+    char tmp[4096];
+    if ((size_t)snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid()) >= sizeof tmp) {
+        free(b.data);
+        return kiln_error(KILN_STATUS_INVALID_ARGUMENT, "%s: path too long", path);
+    }
+    FILE *f = fopen(tmp, "wb");
+    if (!f) {
+        free(b.data);
+        return kiln_error(KILN_STATUS_IO_ERROR, "%s: cannot create: %s", tmp, strerror(errno));
+    }
+    bool ok = fwrite(b.data, 1, b.size, f) == b.size;
+    ok &= fflush(f) == 0;
+    ok &= fclose(f) == 0;
+    free(b.data);
+    if (!ok || rename(tmp, path) != 0) {
+        int err = errno;
+        unlink(tmp);
+        return kiln_error(KILN_STATUS_IO_ERROR, "%s: cannot write: %s", path, strerror(err));
+    }
+    return KILN_STATUS_OK;
+}
+
+kiln_status kiln_engine_load(const char *path, kiln_engine_t **out) {
+    if (!path || !out) return kiln_error(KILN_STATUS_INVALID_ARGUMENT, "kiln_engine_load: NULL argument");
+    *out = NULL;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return kiln_error(KILN_STATUS_IO_ERROR, "%s: cannot open: %s", path, strerror(errno));
+    struct stat st;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        close(fd);
+        return kiln_error(KILN_STATUS_IO_ERROR, "%s: not a regular file", path);
+    }
+    size_t size = (size_t)st.st_size;
+    void *map = NULL;
+    if (size) {
+        map = mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0);
+        if (map == MAP_FAILED) {
+            close(fd);
+            return kiln_error(KILN_STATUS_IO_ERROR, "%s: cannot map: %s", path, strerror(errno));
+        }
+    }
+    close(fd);
+    kiln_engine *e = kiln_calloc(1, sizeof *e);
+    if (!e) {
+        if (map) munmap(map, size);
+        return kiln_error(KILN_STATUS_OUT_OF_MEMORY, "out of memory");
+    }
+    e->file_map = map;
+    e->file_size = size;
+    kiln_status s = kiln_engine_read(map ? map : "", size, path, e);
+    if (s != KILN_STATUS_OK) {
+        kiln_engine_destroy(e);
+        return s;
+    }
+    *out = e;
+    return KILN_STATUS_OK;
+}
+
+int kiln_engine_num_inputs(const kiln_engine_t *e) { return e->model.graph->n_inputs; }
+int kiln_engine_num_outputs(const kiln_engine_t *e) { return e->model.graph->n_outputs; }
+const char *kiln_engine_input_name(const kiln_engine_t *e, int i) { return kiln_model_input_name(&e->model, i); }
+const char *kiln_engine_output_name(const kiln_engine_t *e, int i) { return kiln_model_output_name(&e->model, i); }
+
+kiln_status kiln_engine_input_info(const kiln_engine_t *e, int i, kiln_dtype *dtype, int *rank, int64_t dims[KILN_MAX_RANK]) {
+    return kiln_model_input_info(&e->model, i, dtype, rank, dims);
+}
+
+kiln_status kiln_engine_output_info(const kiln_engine_t *e, int i, kiln_dtype *dtype, int *rank, int64_t dims[KILN_MAX_RANK]) {
+    return kiln_model_output_info(&e->model, i, dtype, rank, dims);
+}
+
+int kiln_engine_num_profiles(const kiln_engine_t *e) { return e->n_profiles; }
+
+kiln_status kiln_engine_profile_shape(const kiln_engine_t *e, int profile, int input, int *rank, int64_t min[KILN_MAX_RANK],
+                                      int64_t opt[KILN_MAX_RANK], int64_t max[KILN_MAX_RANK]) {
+    if (profile < 0 || profile >= e->n_profiles || input < 0 || input >= e->model.graph->n_inputs)
+        return kiln_error(KILN_STATUS_INVALID_ARGUMENT, "profile %d / input %d out of range", profile, input);
+    const kiln_profile_dims *d = &e->profiles[profile].inputs[input];
+    *rank = d->rank;
+    for (int k = 0; k < d->rank; k++) {
+        min[k] = d->min[k];
+        opt[k] = d->opt[k];
+        max[k] = d->max[k];
+    }
+    return KILN_STATUS_OK;
+}
+
+static cJSON *dims_json(int rank, const int64_t *dims) {
+    cJSON *a = cJSON_CreateArray();
+    for (int k = 0; k < rank; k++) cJSON_AddItemToArray(a, cJSON_CreateNumber((double)dims[k]));
+    return a;
+}
+
+static cJSON *shape_json(const kiln_graph *g, const kiln_tensor *t) {
+    if (t->rank < 0) return cJSON_CreateNull();
+    cJSON *a = cJSON_CreateArray();
+    for (int k = 0; k < t->rank; k++) {
+        int64_t d = t->dims[k];
+        if (d >= 0) cJSON_AddItemToArray(a, cJSON_CreateNumber((double)d));
+        else if (d <= -2 && -2 - d < g->n_symbols) cJSON_AddItemToArray(a, cJSON_CreateString(g->symbols[-2 - d]));
+        else cJSON_AddItemToArray(a, cJSON_CreateString("?"));
+    }
+    return a;
+}
+
+kiln_status kiln_engine_describe(const kiln_engine_t *e, char **json) {
+    const kiln_graph *g = e->model.graph;
+    cJSON *j = cJSON_CreateObject();
+    cJSON_AddStringToObject(j, "kiln_version", KILN_VERSION_STRING);
+    cJSON_AddStringToObject(j, "backend", e->backend);
+    cJSON_AddStringToObject(j, "device", e->device);
+    cJSON_AddNumberToObject(j, "opset", e->model.opset);
+    cJSON *io = cJSON_AddArrayToObject(j, "inputs");
+    for (int i = 0; i < g->n_inputs; i++) {
+        const kiln_value *v = &g->values[g->inputs[i]];
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddStringToObject(o, "name", v->name);
+        cJSON_AddStringToObject(o, "dtype", kiln_dtype_name(v->type.dtype));
+        cJSON_AddItemToObject(o, "shape", shape_json(g, &v->type));
+        cJSON_AddItemToArray(io, o);
+    }
+    io = cJSON_AddArrayToObject(j, "outputs");
+    for (int i = 0; i < g->n_outputs; i++) {
+        const kiln_value *v = &g->values[g->outputs[i]];
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddStringToObject(o, "name", v->name);
+        cJSON_AddStringToObject(o, "dtype", kiln_dtype_name(v->type.dtype));
+        cJSON_AddItemToObject(o, "shape", shape_json(g, &v->type));
+        cJSON_AddItemToArray(io, o);
+    }
+    cJSON *layers = cJSON_AddArrayToObject(j, "layers");
+    for (int i = 0; i < g->n_nodes; i++) {
+        const kiln_node *n = &g->nodes[i];
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddStringToObject(o, "name", n->name);
+        cJSON_AddStringToObject(o, "op", kiln_op_name(n->op));
+        if (n->act.kind != KILN_ACT_NONE) cJSON_AddStringToObject(o, "fused_activation", kiln_act_name(n->act.kind));
+        cJSON_AddStringToObject(o, "kernel", "ref");
+        cJSON_AddStringToObject(o, "precision", "fp32");
+        cJSON *ins = cJSON_AddArrayToObject(o, "inputs"), *outs = cJSON_AddArrayToObject(o, "outputs");
+        for (int k = 0; k < n->n_declared; k++) {
+            cJSON *t = cJSON_CreateObject();
+            cJSON_AddStringToObject(t, "name", n->inputs[k] >= 0 ? g->values[n->inputs[k]].name : "");
+            if (n->inputs[k] >= 0) {
+                cJSON_AddItemToObject(t, "shape", shape_json(g, &g->values[n->inputs[k]].type));
+                if (g->values[n->inputs[k]].flags & KILN_VALUE_CONST) cJSON_AddBoolToObject(t, "constant", 1);
+            }
+            cJSON_AddItemToArray(ins, t);
+        }
+        for (int k = 0; k < n->n_outputs; k++) {
+            cJSON *t = cJSON_CreateObject();
+            cJSON_AddStringToObject(t, "name", n->outputs[k] >= 0 ? g->values[n->outputs[k]].name : "");
+            if (n->outputs[k] >= 0) {
+                cJSON_AddStringToObject(t, "dtype", kiln_dtype_name(g->values[n->outputs[k]].type.dtype));
+                cJSON_AddItemToObject(t, "shape", shape_json(g, &g->values[n->outputs[k]].type));
+            }
+            cJSON_AddItemToArray(outs, t);
+        }
+        cJSON_AddItemToArray(layers, o);
+    }
+    cJSON_AddNumberToObject(j, "nodes_before_passes", e->nodes_before);
+    cJSON_AddNumberToObject(j, "nodes_after_passes", g->n_nodes);
+    cJSON *passes = cJSON_AddArrayToObject(j, "passes");
+    for (int k = 0; k < e->passes.n; k++) {
+        cJSON *p = cJSON_CreateObject();
+        cJSON_AddStringToObject(p, "pass", e->passes.items[k].pass ? e->passes.items[k].pass : "?");
+        cJSON_AddNumberToObject(p, "removed", e->passes.items[k].removed);
+        cJSON_AddNumberToObject(p, "fused", e->passes.items[k].fused);
+        cJSON_AddNumberToObject(p, "folded", e->passes.items[k].folded);
+        cJSON_AddItemToArray(passes, p);
+    }
+    cJSON *profiles = cJSON_AddArrayToObject(j, "profiles");
+    for (int p = 0; p < e->n_profiles; p++) {
+        const kiln_profile *pr = &e->profiles[p];
+        cJSON *o = cJSON_CreateObject();
+        cJSON *shapes = cJSON_AddArrayToObject(o, "inputs");
+        for (int i = 0; i < g->n_inputs; i++) {
+            const kiln_profile_dims *d = &pr->inputs[i];
+            if (d->rank < 0) continue;
+            cJSON *s = cJSON_CreateObject();
+            cJSON_AddStringToObject(s, "name", g->values[g->inputs[i]].name);
+            cJSON_AddItemToObject(s, "min", dims_json(d->rank, d->min));
+            cJSON_AddItemToObject(s, "opt", dims_json(d->rank, d->opt));
+            cJSON_AddItemToObject(s, "max", dims_json(d->rank, d->max));
+            cJSON_AddItemToArray(shapes, s);
+        }
+        cJSON *mem = cJSON_AddObjectToObject(o, "memory");
+        cJSON_AddNumberToObject(mem, "arena_bytes", (double)pr->plan.arena_bytes);
+        cJSON_AddNumberToObject(mem, "naive_bytes", (double)pr->plan.naive_bytes);
+        cJSON_AddNumberToObject(mem, "in_place", pr->plan.n_inplace);
+        cJSON_AddNumberToObject(mem, "dynamic_values", pr->plan.n_dynamic);
+        cJSON_AddItemToArray(profiles, o);
+    }
+    uint64_t wbytes = 0;
+    int nweights = 0;
+    for (int v = 0; v < g->n_values; v++)
+        if ((g->values[v].flags & KILN_VALUE_CONST) && g->values[v].type.rank >= 0) {
+            wbytes += kiln_tensor_bytes(&g->values[v].type);
+            nweights++;
+        }
+    cJSON *w = cJSON_AddObjectToObject(j, "weights");
+    cJSON_AddNumberToObject(w, "tensors", nweights);
+    cJSON_AddNumberToObject(w, "bytes", (double)wbytes);
+    *json = cJSON_Print(j);
+    cJSON_Delete(j);
+    return *json ? KILN_STATUS_OK : kiln_error(KILN_STATUS_OUT_OF_MEMORY, "out of memory");
+}

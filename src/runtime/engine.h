@@ -1,0 +1,101 @@
+/* engine.h — the engine (an optimized graph, its optimization profiles and memory plans, its
+ * weights) and the builder's configuration, shared by src/runtime/ and src/plan/ (the .kiln
+ * file). The public face is kiln_builder_* / kiln_engine_* / kiln_context_* in kiln.h.
+ *
+ * An engine is immutable once built or loaded: contexts only read it, so any number of them
+ * may run at once on different threads. */
+#ifndef KILN_RUNTIME_ENGINE_H
+#define KILN_RUNTIME_ENGINE_H
+
+#include "../onnx/export.h"
+#include "../onnx/import.h"
+#include "../passes/passes.h"
+
+typedef struct kiln_engine kiln_engine;
+
+/* Where a planned value lives. */
+#define KILN_PLAN_EXTERNAL (-1) /* a constant, a graph input or (bound) output: not in the arena */
+#define KILN_PLAN_DYNAMIC (-2)  /* size depends on data (NonZero, Loop...): allocated at run time */
+
+#define KILN_ARENA_ALIGN 64
+
+/* min/opt/max dims of one graph input in one profile. */
+typedef struct kiln_profile_dims {
+    int rank; /* -1: not set (the input is static or a constant) */
+    int64_t min[KILN_MAX_RANK], opt[KILN_MAX_RANK], max[KILN_MAX_RANK];
+} kiln_profile_dims;
+
+typedef struct kiln_slot_plan {
+    int64_t offset; /* in the arena, or KILN_PLAN_EXTERNAL / KILN_PLAN_DYNAMIC */
+    uint64_t bytes; /* the most this value needs within the profile */
+} kiln_slot_plan;
+
+/* The memory plan of one profile. Slots are the graph's values (ids 0..n_values-1) followed by
+ * one slot per omitted optional node output, numbered in node order (kiln_plan_slot_of). */
+typedef struct kiln_mem_plan {
+    int n_slots;
+    kiln_slot_plan *slots;
+    uint64_t arena_bytes; /* what a context allocates */
+    uint64_t naive_bytes; /* the sum of every planned value: what no reuse would need */
+    int n_inplace;        /* outputs sharing their input's memory */
+    int n_dynamic;        /* values whose size is only known at run time */
+} kiln_mem_plan;
+
+typedef struct kiln_profile {
+    kiln_profile_dims *inputs; /* one per graph input */
+    kiln_mem_plan plan;
+} kiln_profile;
+
+/* Per-layer build decisions, shown by kiln inspect. */
+typedef struct kiln_layer_info {
+    const char *kernel;    /* "ref" */
+    const char *precision; /* "fp32" (the reference kernels compute in the tensors' own dtype) */
+} kiln_layer_info;
+
+struct kiln_engine {
+    kiln_model model;      /* the optimized graph (and, for a loaded engine, its protobuf) */
+    kiln_profile *profiles;
+    int n_profiles;
+    char backend[16];      /* "ref" */
+    char device[64];       /* "cpu" */
+    unsigned precisions;   /* KILN_PRECISION_* allowed at build */
+    kiln_pass_report passes;
+    char pass_names[32][32]; /* storage for a loaded engine's pass names */
+    int nodes_before;      /* in the imported graph, before passes */
+    const void *file_map;  /* a loaded engine's mapping of its .kiln file (weights point into it) */
+    size_t file_size;
+};
+
+struct kiln_builder {
+    kiln_device device;
+    unsigned precisions;
+    int opt_level;         /* 0: no passes; 1: folding and cleanup; 2: and fusions (default) */
+    uint64_t workspace;
+    int n_profiles;
+    struct builder_profile {
+        int n;
+        struct builder_shape { char *name; kiln_profile_dims d; } *shapes;
+    } *profiles;
+    int n_layer_precisions;
+    struct { char *node; kiln_precision p; } *layer_precisions;
+};
+
+/* Value id or omitted-output slot written by output j of node i (see kiln_mem_plan). */
+int kiln_plan_slot_of(const kiln_graph *g, int node, int output);
+int kiln_plan_num_slots(const kiln_graph *g);
+
+/* Plans memory for one profile (the engine's graph, its profile dims) into plan. */
+kiln_status kiln_plan_memory(const kiln_graph *g, const kiln_profile_dims *inputs, kiln_mem_plan *plan);
+void kiln_mem_plan_free(kiln_mem_plan *plan);
+
+/* Ops whose output 0 may share input 0's memory; alias ops need no kernel call at all then. */
+bool kiln_op_inplace(int op);
+bool kiln_op_alias(int op);
+
+void kiln_engine_free_contents(kiln_engine_t *e);
+
+/* The .kiln file (src/plan/kiln_file.c). */
+kiln_status kiln_engine_write(const kiln_engine_t *e, kiln_blob *out);
+kiln_status kiln_engine_read(const void *data, size_t size, const char *what, kiln_engine_t *e);
+
+#endif /* KILN_RUNTIME_ENGINE_H */
