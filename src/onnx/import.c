@@ -20,7 +20,7 @@
 #include <unistd.h>
 
 #define KILN_MIN_OPSET 7
-#define KILN_MAX_OPSET 26
+#define KILN_MAX_OPSET 28
 #define KILN_MAX_MODEL_BYTES ((size_t)2 << 30) /* protobuf's own limit */
 #define KILN_MAX_GRAPH_DEPTH 32
 
