@@ -22,7 +22,7 @@ typedef struct cli_shape {
 /* Parses "a:1x3x8x8,b:4" into out (at most cap entries); 0 on success, -1 on bad syntax. */
 int cli_parse_shapes(const char *spec, cli_shape *out, int cap, int *n);
 const cli_shape *cli_find_shape(const cli_shape *s, int n, const char *name);
-/* True if the file at path starts with the .kiln engine magic. */
+/* True if path ends in .kiln or the file starts with the engine magic. */
 bool cli_is_engine(const char *path);
 
 int cmd_run(int argc, char **argv);

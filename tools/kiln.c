@@ -24,6 +24,8 @@ int cli_usage_error(const char *cmd, const char *fmt, ...) {
 bool cli_interactive(void) { return isatty(2); }
 
 bool cli_is_engine(const char *path) {
+    size_t n_path = strlen(path);
+    if (n_path >= 5 && strcmp(path + n_path - 5, ".kiln") == 0) return true;
     char magic[8] = {0};
     FILE *f = fopen(path, "rb");
     if (!f) return false;

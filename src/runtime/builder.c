@@ -147,17 +147,25 @@ static kiln_status resolve_profile(const kiln_graph *g, const struct builder_pro
     return KILN_STATUS_OK;
 }
 
-/* The engine gets its own copy of the graph: exported to ONNX (weights inline in the bytes'
- * own buffer) and imported again, so nothing points into the caller's model. */
-static kiln_status copy_model(const kiln_model *src, kiln_engine *e, kiln_blob *keep) {
-    kiln_blob weights = {0};
-    KILN_TRY(kiln_onnx_export(src->graph, src->opset, &weights, keep));
-    e->model.weights = weights.data;
-    e->model.weights_size = weights.size;
-    e->model.engine_graph = true;
-    const char *what = src->path ? src->path : "<model>";
-    kiln_status s = kiln_model_import(keep->data, keep->size, what, src->base_dir, &e->model);
-    e->model.owned_weights = weights.data; /* freed with the engine */
+/* The engine gets its own copy of a graph: exported to ONNX (weights into a blob the copy
+ * owns) and imported again, so nothing points into the caller's model. Done again after the
+ * passes, so that the graph that is planned is exactly the one a saved engine loads (value
+ * ids are the importer's numbering). */
+static kiln_status copy_model(const kiln_graph *g, int opset, const char *what, const char *base_dir, kiln_model *dst) {
+    kiln_blob weights = {0}, proto = {0};
+    kiln_status s = kiln_onnx_export(g, opset, &weights, &proto);
+    if (s != KILN_STATUS_OK) {
+        free(weights.data);
+        free(proto.data);
+        return s;
+    }
+    memset(dst, 0, sizeof *dst);
+    dst->weights = weights.data;
+    dst->weights_size = weights.size;
+    dst->engine_graph = true;
+    dst->owned_weights = weights.data; /* freed with the model */
+    s = kiln_model_import(proto.data, proto.size, what, base_dir, dst);
+    free(proto.data); /* the importer keeps copies of what it needs */
     return s;
 }
 
@@ -178,9 +186,8 @@ kiln_status kiln_builder_build(const kiln_builder_t *b, const kiln_model_t *m, k
     }
     kiln_engine *e = kiln_calloc(1, sizeof *e);
     if (!e) return kiln_error(KILN_STATUS_OUT_OF_MEMORY, "out of memory");
-    kiln_blob proto = {0};
-    kiln_status s = copy_model(m, e, &proto);
-    free(proto.data); /* the importer copied what it keeps (raw data lives in its unpacked message) */
+    const char *what = m->path ? m->path : "<model>";
+    kiln_status s = copy_model(m->graph, m->opset, what, m->base_dir, &e->model);
     if (s != KILN_STATUS_OK) goto fail;
     kiln_graph *g = e->model.graph;
     snprintf(e->backend, sizeof e->backend, "ref");
@@ -190,6 +197,12 @@ kiln_status kiln_builder_build(const kiln_builder_t *b, const kiln_model_t *m, k
     if (b->opt_level > 0) {
         kiln_pass_options po = {.no_fusion = b->opt_level < 2};
         if ((s = kiln_passes_run(g, &po, &e->passes))) goto fail;
+        kiln_model optimized;
+        s = copy_model(g, e->model.opset, what, m->base_dir, &optimized);
+        kiln_model_free_contents(&e->model);
+        e->model = optimized;
+        if (s != KILN_STATUS_OK) goto fail;
+        g = e->model.graph;
     }
     int np = b->n_profiles ? b->n_profiles : 1;
     e->profiles = kiln_calloc((size_t)np, sizeof *e->profiles);
