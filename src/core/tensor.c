@@ -49,14 +49,14 @@ kiln_status kiln_tensor_alloc(kiln_tensor *t, kiln_dtype dtype, int rank, const 
     size_t bytes;
     KILN_TRY(kiln_checked_bytes(count, kiln_dtype_size(dtype), &bytes));
     int64_t tmp[KILN_MAX_RANK];
-    memcpy(tmp, dims, sizeof(int64_t) * (size_t)rank); /* dims may alias t->dims */
+    if (rank) memcpy(tmp, dims, sizeof(int64_t) * (size_t)rank); /* dims may alias t->dims */
     kiln_tensor_release(t);
     void *data = kiln_calloc(bytes ? bytes : 1, 1);
     if (!data)
         return kiln_error(KILN_STATUS_OUT_OF_MEMORY, "cannot allocate %zu bytes for a tensor", bytes);
     t->dtype = dtype;
     t->rank = rank;
-    memcpy(t->dims, tmp, sizeof(int64_t) * (size_t)rank);
+    if (rank) memcpy(t->dims, tmp, sizeof(int64_t) * (size_t)rank);
     t->data = data;
     t->flags |= KILN_TENSOR_OWNS_DATA;
     return KILN_STATUS_OK;

@@ -100,9 +100,11 @@ kiln_status kiln_builder_set_profile_shape(kiln_builder_t *b, int profile, const
         if (!sh->name) return kiln_error(KILN_STATUS_OUT_OF_MEMORY, "out of memory");
     }
     sh->d.rank = rank;
-    memcpy(sh->d.min, min, sizeof(int64_t) * (size_t)rank);
-    memcpy(sh->d.opt, opt, sizeof(int64_t) * (size_t)rank);
-    memcpy(sh->d.max, max, sizeof(int64_t) * (size_t)rank);
+    if (rank) {
+        memcpy(sh->d.min, min, sizeof(int64_t) * (size_t)rank);
+        memcpy(sh->d.opt, opt, sizeof(int64_t) * (size_t)rank);
+        memcpy(sh->d.max, max, sizeof(int64_t) * (size_t)rank);
+    }
     return KILN_STATUS_OK;
 }
 

@@ -141,7 +141,7 @@ kiln_status kiln_context_set_input_shape(kiln_context_t *c, const char *name, in
     binding *b = &c->inputs[i];
     b->has_shape = true;
     b->rank = rank;
-    memcpy(b->dims, dims, sizeof(int64_t) * (size_t)rank);
+    if (rank) memcpy(b->dims, dims, sizeof(int64_t) * (size_t)rank);
     return KILN_STATUS_OK;
 }
 
