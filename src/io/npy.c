@@ -45,6 +45,7 @@ static const char *npy_descr_of(kiln_dtype dt) {
     case KILN_DTYPE_U32: return "u4";
     case KILN_DTYPE_U64: return "u8";
     case KILN_DTYPE_BOOL: return "b1";
+    case KILN_DTYPE_BF16: return "V2"; /* ml_dtypes' bfloat16 saves as '<V2' */
     default: return NULL;
     }
 }
@@ -71,6 +72,9 @@ static kiln_status npy_dtype_from_descr(const char *what, const char *descr, kil
         case 'u': *dt = size == 1 ? KILN_DTYPE_U8 : size == 2 ? KILN_DTYPE_U16 : size == 4 ? KILN_DTYPE_U32
                       : size == 8 ? KILN_DTYPE_U64 : KILN_DTYPE_UNDEFINED; break;
         case 'b': case '?': *dt = size == 1 ? KILN_DTYPE_BOOL : KILN_DTYPE_UNDEFINED; break;
+        /* numpy has no bf16: ml_dtypes' bfloat16 arrays (what onnx uses) save as '<V2', and kiln
+         * reads and writes bf16 that way. Other void sizes stay refused. */
+        case 'V': *dt = size == 2 ? KILN_DTYPE_BF16 : KILN_DTYPE_UNDEFINED; break;
         default: break;
         }
     }
@@ -84,7 +88,7 @@ static kiln_status npy_dtype_from_descr(const char *what, const char *descr, kil
     switch (kind) {
     case 'S': case 'a': case 'U': why = "string dtypes are not supported"; break;
     case 'O': why = "object arrays are not supported"; break;
-    case 'V': why = "void/raw dtypes are not supported (numpy has no bf16: store bf16 as '<u2' or '<f4')"; break;
+    case 'V': why = "void/raw dtypes other than '<V2' (bf16 from ml_dtypes) are not supported"; break;
     case 'c': why = "complex dtypes are not supported"; break;
     case 'M': case 'm': why = "datetime dtypes are not supported"; break;
     default: why = "this dtype is not supported"; break;

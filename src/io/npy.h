@@ -12,7 +12,9 @@
  * "()" (rank 0), Python-2 "3L" dims. descr '<', '=', '|' or '>' (big-endian is byte-swapped)
  * with f2 f4 f8 i1 i2 i4 i8 u1 u2 u4 u8 b1. fortran_order True is transposed into C order.
  * Bytes after the data are ignored, as numpy does.
- * Refused (UNSUPPORTED, naming the dtype): strings, objects, void ('|V2': numpy has no bf16),
+ * bf16: numpy has none; ml_dtypes' bfloat16 (what onnx uses) saves as '<V2', so a 2-byte void
+ * is read as bf16 and bf16 is written as '<V2'.
+ * Refused (UNSUPPORTED, naming the dtype): strings, objects, other void sizes,
  * complex, datetimes, structured dtypes. Malformed or truncated input is INVALID_ARGUMENT; a
  * file that cannot be opened or read is IO_ERROR. No input can make kiln allocate more than
  * the file (or npz member, capped at 4 GiB) could hold.

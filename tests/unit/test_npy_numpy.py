@@ -195,7 +195,7 @@ def test_many_dims_and_big_array(tmp_path: Path) -> None:
         (np.array([1 + 2j], np.complex64), "'<c8'"),
         (np.zeros(3, dtype=[("a", "<f4"), ("b", "<i4")]), "structured"),
         (np.array(["2020-01-01"], dtype="datetime64[D]"), "'<M8[D]'"),
-        (np.zeros(2, dtype="V2"), "'|V2'"),
+        (np.zeros(2, dtype="V3"), "'|V3'"),
     ],
     ids=["unicode", "bytes", "complex", "structured", "datetime", "void"],
 )
