@@ -90,8 +90,10 @@ def save_npz(path: str | os.PathLike, arrays: dict[str, np.ndarray]) -> None:
 
 
 def load_npz(path: str | os.PathLike) -> dict[str, np.ndarray]:
+    """Loads an npz; 2-byte void arrays are bf16 (kiln writes bf16 as ml_dtypes does, '<V2')."""
     with np.load(path, allow_pickle=False) as z:
-        return {k: z[k] for k in z.files}
+        out = {k: z[k] for k in z.files}
+    return {k: (v.view(_bf16()) if v.dtype.kind == "V" and v.dtype.itemsize == 2 else v) for k, v in out.items()}
 
 
 # ---- running kiln --------------------------------------------------------------------------------
@@ -164,12 +166,26 @@ def run_kiln(args: list[str], *, binary: str | os.PathLike | None = None, timeou
     return KilnRun("error", p.returncode, out, err, status, line or "(no message on stderr)", dt)
 
 
+def shapes_arg(inputs: dict[str, np.ndarray]) -> str:
+    """`--shapes` for kiln build: a fixed profile at these arrays' shapes ("x:1x3x8x8,s:")."""
+    return ",".join(f"{k}:{'x'.join(str(d) for d in np.shape(v))}" for k, v in inputs.items())
+
+
 def run_model(model: str | os.PathLike, inputs: dict[str, np.ndarray], workdir: str | os.PathLike, *,
               binary: str | os.PathLike | None = None, timeout: float = 60,
-              cwd: str | os.PathLike | None = None) -> tuple[KilnRun, dict[str, np.ndarray] | None]:
-    """Writes inputs to WORKDIR/inputs.npz, runs kiln on MODEL, loads WORKDIR/outputs.npz on success."""
+              cwd: str | os.PathLike | None = None, engine: bool = False) -> tuple[KilnRun, dict[str, np.ndarray] | None]:
+    """Writes inputs to WORKDIR/inputs.npz, runs kiln on MODEL, loads WORKDIR/outputs.npz on success.
+    With engine=True the model is first built into WORKDIR/model.kiln (a profile fixed at the
+    inputs' shapes), and the engine is what runs."""
     workdir = Path(workdir)
     in_path, out_path = workdir / "inputs.npz", workdir / "outputs.npz"
+    if engine:
+        eng = workdir / "model.kiln"
+        b = run_kiln(["build", model, "-o", eng, "--shapes", shapes_arg(inputs)], binary=binary, timeout=timeout, cwd=cwd)
+        if b.kind != "ok":
+            b.message = "build: " + b.message if b.message else "build failed"
+            return b, None
+        model = eng
     save_npz(in_path, inputs)
     if out_path.exists():
         out_path.unlink()

@@ -100,9 +100,11 @@ kiln_status kiln_attr_take_tensor(kiln_attrs *a, const char *name, kiln_tensor *
     *out = NULL;
     if (!at) return KILN_STATUS_OK;
     if (at->type != KILN_ATTR_TENSOR) return wrong_type(a, name, "a tensor");
-    *out = at->t;
-    at->t = NULL;
-    return KILN_STATUS_OK;
+    if (!at->t) return kiln_error(KILN_STATUS_INVALID_MODEL, "node '%s' (%s): tensor attribute '%s' has no tensor",
+                                  a->node_name, a->op_name, name);
+    /* The raw attribute keeps its tensor (engines write nodes back out from it): the caller
+     * gets a copy of its own. */
+    return kiln_tensor_clone(at->t, out);
 }
 
 kiln_status kiln_attr_take_graph(kiln_attrs *a, const char *name, kiln_graph **out) {

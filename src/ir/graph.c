@@ -165,7 +165,7 @@ kiln_status kiln_graph_toposort(kiln_graph *g) {
         goto out;
     }
     for (int i = 0; i < nn; i++) sorted[i] = g->nodes[order[i]];
-    if (nn) memcpy(g->nodes, sorted, sizeof(kiln_node) * (size_t)nn);
+    for (int i = 0; i < nn; i++) g->nodes[i] = sorted[i];
     for (int i = 0; i < nn; i++)
         for (int j = 0; j < g->nodes[i].n_outputs; j++)
             if (g->nodes[i].outputs[j] >= 0) g->values[g->nodes[i].outputs[j]].producer = i;

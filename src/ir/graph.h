@@ -50,7 +50,8 @@ kiln_status kiln_attr_string(kiln_attrs *a, const char *name, const char *def, c
 /* *out is a malloc'ed array the caller frees (NULL and *n = 0 when absent); *present tells. */
 kiln_status kiln_attr_ints(kiln_attrs *a, const char *name, int64_t **out, int *n, bool *present);
 kiln_status kiln_attr_floats(kiln_attrs *a, const char *name, float **out, int *n, bool *present);
-/* Takes ownership of a tensor or graph attribute (NULL when absent). */
+/* A tensor attribute as a new tensor the caller owns (a copy), or a graph attribute whose
+ * ownership moves to the caller (g_view keeps pointing at it). NULL when absent. */
 kiln_status kiln_attr_take_tensor(kiln_attrs *a, const char *name, kiln_tensor **out);
 kiln_status kiln_attr_take_graph(kiln_attrs *a, const char *name, struct kiln_graph **out);
 bool kiln_attr_has(const kiln_attrs *a, const char *name);

@@ -652,7 +652,10 @@ static kiln_status model_opset(import_ctx *cx, const Onnx__ModelProto *mp) {
     }
     if (opset < 0) {
         if (mp->n_opset_import == 0 && mp->has_ir_version && mp->ir_version < 3) opset = 1;
-        else return kiln_error(KILN_STATUS_INVALID_MODEL, "%s: the model imports no opset of the default ONNX domain", cx->file);
+        else if (mp->n_opset_import > 0)
+            return kiln_error(KILN_STATUS_UNSUPPORTED, "%s: the model uses only domain '%s' (kiln runs the default ONNX domain only)",
+                              cx->file, mp->opset_import[0]->domain ? mp->opset_import[0]->domain : "");
+        else return kiln_error(KILN_STATUS_INVALID_MODEL, "%s: the model imports no opset", cx->file);
     }
     if (opset < KILN_MIN_OPSET)
         return kiln_error(KILN_STATUS_UNSUPPORTED, "%s: opset %d is older than %d, the oldest kiln supports (convert it with onnx.version_converter)",

@@ -231,7 +231,11 @@ static kiln_status run_node(kiln_context_t *c, int i) {
     const kiln_op_def *op = &kiln_op_table[n->op];
     KILN_TRY(op->infer(n, in, out));
     for (int j = 0; j < n->n_outputs; j++)
-        if (out[j].rank >= 0 && kiln_shape_known(&out[j])) KILN_TRY(place(c, slot[j], &out[j], n));
+        if (out[j].rank >= 0 && kiln_shape_known(&out[j])) {
+            KILN_TRY(place(c, slot[j], &out[j], n));
+            /* a dynamic value whose shape the real inputs settle: allocated now, freed next run */
+            if (!out[j].data) KILN_TRY(kiln_tensor_alloc(&out[j], out[j].dtype, out[j].rank, out[j].dims));
+        }
     bool aliased = kiln_op_alias(n->op) && in[0] && out[0].data == in[0]->data && out[0].data;
     kiln_status s = KILN_STATUS_OK;
     if (!aliased) {

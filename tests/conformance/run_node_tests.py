@@ -21,8 +21,8 @@ uses the same data. Bernoulli cases are random by definition: their output is ch
 shape and 0/1 values only (RANDOM_OUTPUT).
 
 Not run (reported UNSUPPORTED by the harness): cases whose graph inputs/outputs are sequences,
-optionals, maps or sparse tensors; string tensors; dtypes that npz cannot carry (bfloat16, float8,
-int4/uint4, int2/uint2, float4: numpy has no native type and kiln's npz reader refuses '|V').
+optionals, maps or sparse tensors; string tensors; dtypes that npz cannot carry (float8,
+int4/uint4, int2/uint2, float4: numpy has no native type; bf16 crosses as ml_dtypes' '<V2').
 
 Usage:
     tests/conformance/run_node_tests.py [-j N] [--filter REGEX] [-q] [--timeout S]
@@ -54,9 +54,9 @@ import kilnrun  # noqa: E402
 DEFAULT_RTOL, DEFAULT_ATOL = 1e-3, 1e-7
 
 # ONNX TensorProto.DataType codes kiln can receive and return through .npz (numpy-native types).
-# kiln.h also has BF16 (16), but numpy has no bf16, so it cannot cross an npz boundary.
+# bf16 (16) crosses as ml_dtypes' bfloat16, which npy stores as '<V2' and kiln reads and writes so.
 NPZ_DTYPES = {1: "float32", 2: "uint8", 3: "int8", 4: "uint16", 5: "int16", 6: "int32", 7: "int64",
-              9: "bool", 10: "float16", 11: "float64", 12: "uint32", 13: "uint64"}
+              9: "bool", 10: "float16", 11: "float64", 12: "uint32", 13: "uint64", 16: "bfloat16"}
 
 
 # onnx's case generators draw their inputs from numpy's global generator, unseeded; seeding it
@@ -180,7 +180,8 @@ def run_case(case, workroot: Path, args) -> dict:
         feeds = {vi.name: _as_array(x) for vi, x in zip(g.input, inputs)}
         dsdir = d / f"data_set_{k}"
         dsdir.mkdir(exist_ok=True)
-        run, got = kilnrun.run_model(model_path, feeds, dsdir, binary=args.kiln, timeout=args.timeout)
+        run, got = kilnrun.run_model(model_path, feeds, dsdir, binary=args.kiln, timeout=args.timeout,
+                                     engine=args.engine)
         if run.kind == "timeout":
             return done("TIMEOUT", run.message)
         # kiln's messages name the model file; drop the temporary directory so lines are stable
@@ -218,6 +219,8 @@ def main(argv=None) -> int:
     ap.add_argument("-q", "--quiet", action="store_true", help="print only non-PASS lines and the total")
     ap.add_argument("--timeout", type=float, default=20.0, help="seconds per kiln run (default 20)")
     ap.add_argument("--kiln", metavar="PATH", help="kiln binary (default: $KILN_BIN, else $KILN_BUILD_DIR/kiln, else build/kiln)")
+    ap.add_argument("--engine", action="store_true",
+                    help="build each case into a .kiln engine (profile fixed at its inputs' shapes) and run that")
     ap.add_argument("--keep", metavar="DIR", help="keep each case's model.onnx and npz files under DIR")
     args = ap.parse_args(argv)
 

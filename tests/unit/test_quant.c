@@ -92,10 +92,10 @@ static void test_observer_basic(void) {
     float x[] = {1.0f, -3.0f, 2.5f, NAN, INFINITY, -INFINITY, 0.0f, 3.0f};
     CHECK(kiln_observer_feed(o, x, 8) == KILN_STATUS_OK);
     CHECK(o->min == -3.0 && o->max == 3.0 && o->max_abs == 3.0);
-    CHECK(o->count == 6 && o->nan_count == 1 && o->inf_count == 2 && o->batches == 1);
-    CHECK(hist_mass(o) == 6.0);
+    CHECK(o->count == 5 && o->nan_count == 1 && o->inf_count == 2 && o->batches == 1);
+    CHECK(hist_mass(o) == 5.0);
     /* bins: w = 3/2048; |x| = 1 -> bin floor(1*2048/3) = 682; 3 -> 2048 clamped to 2047 (twice) */
-    CHECK(o->hist[0] == 1 && o->hist[682] == 1 && o->hist[2047] == 3 && o->hist[(int)(2.5 * 2048 / 3)] == 1);
+    CHECK(o->hist[0] == 1 && o->hist[682] == 1 && o->hist[2047] == 2 && o->hist[(int)(2.5 * 2048 / 3)] == 1);
     CHECK(kiln_observer_bin_width(o) == 3.0 / 2048);
     /* no-op and bad feeds */
     CHECK(kiln_observer_feed(o, NULL, 0) == KILN_STATUS_OK && o->batches == 1);
@@ -106,7 +106,7 @@ static void test_observer_basic(void) {
     CHECK(strstr(kiln_last_error(), "int32") != NULL);
     /* a batch of only NaN leaves the statistics alone */
     float nans[3] = {NAN, NAN, NAN};
-    CHECK(kiln_observer_feed(o, nans, 3) == KILN_STATUS_OK && o->nan_count == 4 && o->count == 6 && o->max_abs == 3.0);
+    CHECK(kiln_observer_feed(o, nans, 3) == KILN_STATUS_OK && o->nan_count == 4 && o->count == 5 && o->max_abs == 3.0);
     kiln_observer_reset(o);
     CHECK(o->count == 0 && o->max_abs == 0 && hist_mass(o) == 0);
     double amax;
@@ -123,8 +123,8 @@ static void test_observer_dtypes(void) {
     static double d[N];
     static uint16_t h[N], b[N];
     for (int i = 0; i < N; i++) {
-        /* values exact in f16 and bf16: small integers times 1/8 */
-        float v = (float)((int)(rng_u64() % 2001) - 1000) / 8.0f;
+        /* values exact in f16 and bf16: integers of 8 bits times 1/8 */
+        float v = (float)((int)(rng_u64() % 511) - 255) / 8.0f;
         f[i] = v;
         d[i] = v;
         h[i] = kiln_f32_to_f16(v);
@@ -271,13 +271,16 @@ static void test_entropy_mse(void) {
     CHECK(amax[KILN_CALIB_MINMAX] == 49.0);
     CHECK_MSG(amax[KILN_CALIB_ENTROPY] > 2.0 && amax[KILN_CALIB_ENTROPY] < 0.4 * o->max_abs, "entropy amax %g, max %g",
               amax[KILN_CALIB_ENTROPY], o->max_abs);
-    CHECK_MSG(amax[KILN_CALIB_MSE] > 2.0 && amax[KILN_CALIB_MSE] < 0.4 * o->max_abs, "mse amax %g", amax[KILN_CALIB_MSE]);
+    /* mse keeps most of these outliers: clipping 20 values in 200000 by ~40 costs more squared error
+     * than the coarser step (0.39) does */
+    CHECK_MSG(amax[KILN_CALIB_MSE] <= o->max_abs && amax[KILN_CALIB_MSE] > 0.5 * o->max_abs, "mse amax %g",
+              amax[KILN_CALIB_MSE]);
     /* entropy is (i + 0.5) bins: check it lies on that grid */
     double w = kiln_observer_bin_width(o), i = amax[KILN_CALIB_ENTROPY] / w - 0.5;
     CHECK(fabs(i - rint(i)) < 1e-6 && rint(i) >= 128 && rint(i) <= 2048);
     /* mse beats minmax (and entropy stays near mse) in actual quantization error */
     double e_mm = quant_mse(x, N, amax[KILN_CALIB_MINMAX]), e_mse = quant_mse(x, N, amax[KILN_CALIB_MSE]);
-    CHECK_MSG(e_mse < 0.5 * e_mm, "mse error %g, minmax error %g", e_mse, e_mm);
+    CHECK_MSG(e_mse < e_mm, "mse error %g, minmax error %g", e_mse, e_mm);
 
     /* heavy tails without planted outliers: Laplace */
     for (int k = 0; k < N; k++) x[k] = (float)rng_laplace();
@@ -287,7 +290,9 @@ static void test_entropy_mse(void) {
     e_mm = quant_mse(x, N, amax[KILN_CALIB_MINMAX]);
     e_mse = quant_mse(x, N, amax[KILN_CALIB_MSE]);
     double e_ent = quant_mse(x, N, amax[KILN_CALIB_ENTROPY]), e_pct = quant_mse(x, N, amax[KILN_CALIB_PERCENTILE]);
-    CHECK_MSG(e_mse < e_mm, "laplace: mse error %g, minmax error %g", e_mse, e_mm);
+    /* (typically: max|x| 13, amax minmax 13, entropy 10, percentile 8.8, mse 9.7; errors 9.1e-4, 6.2e-4,
+     * 6.6e-4, 6.1e-4) */
+    CHECK_MSG(e_mse < 0.8 * e_mm, "laplace: mse error %g, minmax error %g", e_mse, e_mm);
     CHECK_MSG(e_mse <= e_ent * 1.05 && e_mse <= e_pct * 1.05, "laplace: mse %g, entropy %g, percentile %g", e_mse, e_ent,
               e_pct);
     /* on a uniform distribution nothing should be clipped much */

@@ -1,0 +1,183 @@
+/* attention_fuse.c — scaled dot-product attention on 4-D (B, H, S, D) tensors:
+ *     s = MatMul(Q, Kt)                     Kt = (B, H, D, Skv)
+ *     [s = Mul(s, c) | Div(s, c)]           c a positive constant scalar
+ *     [s = Add(s, mask)]                    float mask of Q's dtype, last dim = Skv, s's shape kept
+ *     p = Softmax(s)                        over the last axis
+ *     y = MatMul(p, V)                      V = (B, H, Skv, Dv)
+ * becomes Attention(Q, K, V[, mask]; scale = c or 1/c or 1) writing y (ONNX opset 23; the pass
+ * does nothing at older opsets, see passes.h). K = (B, H, Skv, D) is Kt's producer Transpose
+ * with its last two perm entries swapped (nothing at all when that is the identity), or a new
+ * Transpose of Kt. Q, K and V must agree on B and H (equal known dims or the same symbol).
+ * Not recognised: scaling applied to Q and K before the product, boolean masks through Where,
+ * and 3-D (B, S, H*D) layouts. Tested by tests/models/test_passes.py. */
+#include "../ops/reduce_internal.h"
+#include "../ops/shape_internal.h"
+#include "pass_util.h"
+
+#include <math.h>
+#include <string.h>
+
+static bool same_dim(int64_t a, int64_t b) { return a == b && a != KILN_DIM_UNKNOWN; }
+
+typedef struct attn_match {
+    int nodes[8], nn;
+    int q, kt, v, mask, y;
+    double scale;
+    int tr;          /* Kt's producer Transpose, or -1 */
+    int64_t perm[4]; /* of K from the Transpose's input, when tr >= 0 */
+} attn_match;
+
+/* v is MatMul(...) or a constant Mul / Div of one. */
+static bool leads_to_qk(const pass_ctx *c, int v) {
+    if (pc_prod_op(c, v, KILN_OP_MatMul) >= 0) return true;
+    int sc = pc_prod_op(c, v, KILN_OP_Mul);
+    if (sc < 0) sc = pc_prod_op(c, v, KILN_OP_Div);
+    if (sc < 0) return false;
+    const kiln_node *n = &c->g->nodes[sc];
+    for (int side = 0; side < 2; side++)
+        if (pass_const_count(c->g, n->inputs[1 - side]) == 1 && pc_prod_op(c, n->inputs[side], KILN_OP_MatMul) >= 0) return true;
+    return false;
+}
+
+static bool match(const pass_ctx *c, int mi, attn_match *m) {
+    const kiln_graph *g = c->g;
+    const kiln_node *mm = &g->nodes[mi];
+    memset(m, 0, sizeof *m);
+    m->mask = m->tr = -1;
+    m->scale = 1.0;
+    if (mm->n_declared != 2 || mm->act.kind != KILN_ACT_NONE) return false;
+    int p = mm->inputs[0];
+    m->v = mm->inputs[1];
+    m->y = mm->outputs[0];
+    m->nodes[m->nn++] = mi;
+    int sm = pc_prod_op(c, p, KILN_OP_Softmax);
+    if (sm < 0) return false;
+    int s = pass_in(&g->nodes[sm], 0), axis;
+    const kiln_tensor *st = &g->values[s].type;
+    if (st->rank != 4) return false;
+    if (red_softmax_axis(&g->nodes[sm], 4, &axis) != KILN_STATUS_OK) {
+        kiln_clear_error();
+        return false;
+    }
+    if (axis != 3) return false;
+    m->nodes[m->nn++] = sm;
+    int add = pc_prod_op(c, s, KILN_OP_Add);
+    if (add >= 0) {
+        /* The side that leads to MatMul(Q, Kt) is the scores; the other the mask. */
+        for (int side = 0; side < 2; side++) {
+            int cand = g->nodes[add].inputs[side];
+            if (leads_to_qk(c, cand)) {
+                m->mask = g->nodes[add].inputs[1 - side];
+                s = cand;
+                break;
+            }
+        }
+        if (m->mask < 0 || !pass_same_shape(g, g->nodes[add].outputs[0], s)) return false;
+        m->nodes[m->nn++] = add;
+    }
+    int sc = pc_prod_op(c, s, KILN_OP_Mul);
+    if (sc < 0) sc = pc_prod_op(c, s, KILN_OP_Div);
+    if (sc >= 0) {
+        const kiln_node *sn = &g->nodes[sc];
+        int side = sn->op == KILN_OP_Div ? 1 : pass_const_count(g, sn->inputs[1]) == 1 ? 1 : 0;
+        double k;
+        if (!pass_const_scalar(g, sn->inputs[side], &k) || !(k > 0) || !isfinite(k)) return false;
+        m->scale = sn->op == KILN_OP_Div ? 1.0 / k : k;
+        s = sn->inputs[1 - side];
+        m->nodes[m->nn++] = sc;
+    }
+    int qk = pc_prod_op(c, s, KILN_OP_MatMul);
+    if (qk < 0) return false;
+    m->nodes[m->nn++] = qk;
+    m->q = g->nodes[qk].inputs[0];
+    m->kt = g->nodes[qk].inputs[1];
+    /* Shapes: Q (B,H,Sq,D), Kt (B,H,D,Skv), V (B,H,Skv,Dv). */
+    const kiln_tensor *q = &g->values[m->q].type, *kt = &g->values[m->kt].type, *v = &g->values[m->v].type;
+    if (q->rank != 4 || kt->rank != 4 || v->rank != 4) return false;
+    for (int i = 0; i < 2; i++)
+        if (!same_dim(q->dims[i], kt->dims[i]) || !same_dim(q->dims[i], v->dims[i])) return false;
+    if (!same_dim(q->dims[3], kt->dims[2]) || !same_dim(kt->dims[3], v->dims[2])) return false;
+    if (!kiln_dtype_is_float(q->dtype) || kt->dtype != q->dtype || v->dtype != q->dtype) return false;
+    if (m->mask >= 0) {
+        const kiln_tensor *mk = &g->values[m->mask].type;
+        /* Attention pads a short last mask dim with -inf: it must be Skv, not broadcast. */
+        if (mk->dtype != q->dtype || mk->rank < 1 || mk->rank > 4 || !same_dim(mk->dims[mk->rank - 1], kt->dims[3]))
+            return false;
+    }
+    /* K from Kt. */
+    int tr = pc_prod_op(c, m->kt, KILN_OP_Transpose);
+    if (tr >= 0) {
+        const kiln_transpose_params *tp = g->nodes[tr].params;
+        if (tp && tp->n_perm == 4) {
+            m->tr = tr;
+            for (int i = 0; i < 4; i++) m->perm[i] = tp->perm[i];
+            int64_t t = m->perm[2];
+            m->perm[2] = m->perm[3];
+            m->perm[3] = t;
+        }
+    }
+    return true;
+}
+
+static kiln_status fuse(pass_ctx *c, attn_match *m, bool *done) {
+    kiln_graph *g = c->g;
+    *done = false;
+    /* The old Transpose goes with the pattern when the product was its only reader. */
+    bool take_tr = m->tr >= 0 && pc_uses(c, m->kt) == 1 && pc_internal(c, m->kt);
+    if (take_tr) m->nodes[m->nn++] = m->tr;
+    if (!pc_closed(c, m->nodes, m->nn, m->y)) return KILN_STATUS_OK;
+    char base[256];
+    int k;
+    for (int i = 0; i < m->nn; i++) pc_kill(c, m->nodes[i]);
+    bool identity = m->tr >= 0 && m->perm[0] == 0 && m->perm[1] == 1 && m->perm[2] == 2 && m->perm[3] == 3;
+    if (identity) {
+        k = g->nodes[m->tr].inputs[0];
+    } else {
+        int src = m->tr >= 0 ? g->nodes[m->tr].inputs[0] : m->kt;
+        int64_t perm[4] = {0, 1, 3, 2};
+        if (m->tr >= 0) memcpy(perm, m->perm, sizeof perm);
+        snprintf(base, sizeof base, "%s_K", g->values[m->y].name);
+        KILN_TRY(pc_add_value(c, base, &k));
+        kiln_attr at = {.name = "perm", .type = KILN_ATTR_INTS, .n = 4, .ints = perm};
+        snprintf(base, sizeof base, "Transpose_%s_K", g->values[m->y].name);
+        int ti;
+        KILN_TRY(pc_add_node(c, KILN_OP_Transpose, base, &src, 1, &k, 1, &at, 1, &ti));
+    }
+    int ins[4] = {m->q, k, m->v, m->mask};
+    kiln_attr at = {.name = "scale", .type = KILN_ATTR_FLOAT, .f = (float)m->scale};
+    snprintf(base, sizeof base, "Attention_%s", g->values[m->y].name);
+    int ai;
+    KILN_TRY(pc_add_node(c, KILN_OP_Attention, base, ins, m->mask >= 0 ? 4 : 3, &m->y, 1, &at, 1, &ai));
+    *done = true;
+    return KILN_STATUS_OK;
+}
+
+kiln_status kiln_pass_attention_fuse(kiln_graph *g, kiln_pass_stats *st) {
+    pass_stats_init(st, "attention_fuse");
+    if (!pass_op_available(g, KILN_OP_Attention)) return KILN_STATUS_OK;
+    int fused = 0, removed = 0;
+    for (int round = 0; round < 64; round++) {
+        pass_ctx c;
+        KILN_TRY(pc_init(&c, g));
+        int before = fused, n0 = g->n_nodes;
+        kiln_status s = KILN_STATUS_OK;
+        for (int i = 0; i < n0 && s == KILN_STATUS_OK; i++) {
+            if (!pc_open(&c, i) || g->nodes[i].op != KILN_OP_MatMul) continue;
+            attn_match m;
+            if (!match(&c, i, &m)) continue;
+            bool done;
+            s = fuse(&c, &m, &done);
+            fused += done;
+        }
+        for (int i = 0; i < g->n_nodes; i++) removed += c.dead[i];
+        removed -= g->n_nodes - n0;
+        kiln_status cs = pc_commit(&c);
+        KILN_TRY(s ? s : cs);
+        if (fused == before) break;
+    }
+    if (st) {
+        st->fused = fused;
+        st->removed = removed;
+    }
+    return pass_finish(g, fused > 0);
+}

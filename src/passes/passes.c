@@ -1,0 +1,61 @@
+/* passes.c — kiln_passes_run: the passes of passes.h in order, each followed (in debug builds)
+ * by the graph validator and a fresh shape inference, each reported in the pass report.
+ * Folding and cleanup run first and again after the fusions (fusions leave unused constants
+ * and can expose more identities). Tested by tests/models/test_passes.py. */
+#include "pass_util.h"
+
+typedef kiln_status (*pass_fn)(kiln_graph *g, kiln_pass_stats *st);
+
+typedef struct pass_entry {
+    pass_fn fn;
+    bool fusion; /* skipped with no_fusion */
+} pass_entry;
+
+static const pass_entry PASSES[] = {
+    {kiln_pass_constant_fold, false},
+    {kiln_pass_shape_fold, false},
+    {kiln_pass_constant_fold, false}, /* the Gather / Concat / Reshape chains shape_fold fed */
+    {kiln_pass_identity_elim, false},
+    {kiln_pass_dead_code, false},
+    {kiln_pass_bn_fold, true},
+    {kiln_pass_scale_fold, true},
+    {kiln_pass_layernorm_fuse, true},
+    {kiln_pass_attention_fuse, true},
+    {kiln_pass_matmul_bias, true}, /* before gelu_fuse: Gelu's fallback fuses into FusedMatMul */
+    {kiln_pass_gelu_fuse, true},
+    {kiln_pass_act_fuse, true},
+    {kiln_pass_dead_code, false},
+    {kiln_pass_unused_constants, false},
+};
+
+static kiln_status check(kiln_graph *g, const char *pass) {
+#ifndef NDEBUG
+    kiln_graph_validate(g);
+    kiln_status s = kiln_graph_infer(g);
+    if (s != KILN_STATUS_OK) return kiln_error_prefix(s, "after pass %s", pass);
+#else
+    (void)g;
+    (void)pass;
+#endif
+    return KILN_STATUS_OK;
+}
+
+kiln_status kiln_passes_run(kiln_graph *g, const kiln_pass_options *opt, kiln_pass_report *report) {
+    if (!g) return kiln_error(KILN_STATUS_INVALID_ARGUMENT, "kiln_passes_run: NULL graph");
+    bool fusion = !(opt && opt->no_fusion);
+    if (report) report->n = 0;
+    if (opt && opt->promote_initializer_inputs) {
+        kiln_pass_stats st = {0};
+        KILN_TRY(kiln_pass_initializer_inputs(g, &st));
+        if (report) report->items[report->n++] = st;
+    }
+    for (size_t i = 0; i < sizeof PASSES / sizeof PASSES[0]; i++) {
+        if (PASSES[i].fusion && !fusion) continue;
+        kiln_pass_stats st = {0};
+        kiln_status s = PASSES[i].fn(g, &st);
+        if (s != KILN_STATUS_OK) return kiln_error_prefix(s, "pass %s", st.pass ? st.pass : "?");
+        KILN_TRY(check(g, st.pass));
+        if (report && report->n < (int)(sizeof report->items / sizeof report->items[0])) report->items[report->n++] = st;
+    }
+    return KILN_STATUS_OK;
+}
