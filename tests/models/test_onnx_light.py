@@ -104,16 +104,26 @@ def test_light_dir_lists_exactly_the_known_models(shared_dir):
     assert found == set(MODELS), f"models in {d} differ from the list this test knows: {sorted(found ^ set(MODELS))}"
 
 
+@pytest.mark.parametrize("via", ["interpreter", "engine"])
 @pytest.mark.parametrize("name", list(MODELS))
-def test_light_model(name, kiln, shared_dir, tmp_path, record_property):
+def test_light_model(name, via, kiln, shared_dir, tmp_path, record_property):
     path, model = load_light(shared_dir, name)
     expected = {}
     for i, vi in enumerate(model.graph.output):
         pb = path.with_name(f"light_{name}_output_{i}.pb")
         assert pb.is_file(), f"expected output missing: {pb}"
         expected[vi.name] = numpy_helper.to_array(onnx.load_tensor(str(pb)))
-    run, got = kilnrun.run_model(path, dummy_feeds(model), tmp_path, timeout=TIMEOUT)
-    assert run.kind == "ok", f"kiln on {path.name}: {run.describe()}"
+    run, got = kilnrun.run_model(path, dummy_feeds(model), tmp_path, timeout=TIMEOUT, engine=via == "engine")
+    assert run.kind == "ok", f"kiln on {path.name} ({via}): {run.describe()}"
+    if via == "engine":  # the memory plan must beat giving every tensor its own buffer
+        r = kilnrun.run_kiln(["inspect", tmp_path / "model.kiln", "--json"])
+        assert r.kind == "ok", r.describe()
+        import json
+        d = json.loads(r.stdout)
+        mem = d["profiles"][0]["memory"]
+        print(f"{name}: arena {mem['arena_bytes'] / 2**20:.2f} MiB vs naive {mem['naive_bytes'] / 2**20:.2f} MiB; "
+              f"{d['nodes_before_passes']} nodes before passes, {d['nodes_after_passes']} after")
+        assert mem["arena_bytes"] < mem["naive_bytes"]
     for oname, exp in expected.items():
         assert oname in got, f"output '{oname}' missing from kiln's npz (has {sorted(got)})"
         c = kilnrun.compare(got[oname], exp, rtol=MODELS[name], atol=ATOL)
