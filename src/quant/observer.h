@@ -11,6 +11,7 @@
  * Binning: value a = |x| (in double) goes to bin floor(a * (BINS / max_abs)), the last bin also
  * holding a == max_abs. A batch is first counted in integers, then added to the histogram.
  *
+ * One observer must not be fed from two threads at once; separate observers are independent.
  * It knows nothing of graphs or executors; calibrate.h turns an observer into an amax.
  * Tested by tests/unit/test_quant.c and tests/models/test_calibration.py. */
 #ifndef KILN_QUANT_OBSERVER_H
