@@ -66,6 +66,11 @@ static kiln_status run_node(const kiln_node *n, slot *slots, const kiln_graph *g
 
 kiln_status kiln_ref_run_graph(const kiln_graph *g, kiln_tensor *const *inputs, kiln_tensor *const *captures,
                                kiln_tensor *outputs) {
+    return kiln_ref_run_graph_observed(g, inputs, captures, outputs, NULL, NULL);
+}
+
+kiln_status kiln_ref_run_graph_observed(const kiln_graph *g, kiln_tensor *const *inputs, kiln_tensor *const *captures,
+                                        kiln_tensor *outputs, kiln_ref_observer observe, void *user) {
     slot *slots = kiln_calloc((size_t)g->n_values, sizeof(slot));
     if (!slots) return kiln_error(KILN_STATUS_OUT_OF_MEMORY, "out of memory");
     for (int v = 0; v < g->n_values; v++)
@@ -88,6 +93,8 @@ kiln_status kiln_ref_run_graph(const kiln_graph *g, kiln_tensor *const *inputs, 
     for (int i = 0; i < g->n_nodes && s == KILN_STATUS_OK; i++) {
         const kiln_node *n = &g->nodes[i];
         s = run_node(n, slots, g);
+        for (int j = 0; s == KILN_STATUS_OK && observe && j < n->n_outputs; j++)
+            if (n->outputs[j] >= 0 && slots[n->outputs[j]].t) s = observe(g, n->outputs[j], slots[n->outputs[j]].t, user);
         for (int k = 0; k < n->n_inputs; k++) {
             int v = n->inputs[k];
             if (v >= 0 && --slots[v].uses == 0) slot_drop(&slots[v]);

@@ -13,4 +13,12 @@
 kiln_status kiln_ref_run_graph(const kiln_graph *g, kiln_tensor *const *inputs, kiln_tensor *const *captures,
                                kiln_tensor *outputs);
 
+/* Called with every value a node of the top graph produces, right after the node ran (the
+ * tensor is only valid during the call). A non-OK status stops the run with that status. */
+typedef kiln_status (*kiln_ref_observer)(const kiln_graph *g, int value, const kiln_tensor *t, void *user);
+
+/* kiln_ref_run_graph with an observer (calibration, debugging); observe may be NULL. */
+kiln_status kiln_ref_run_graph_observed(const kiln_graph *g, kiln_tensor *const *inputs, kiln_tensor *const *captures,
+                                        kiln_tensor *outputs, kiln_ref_observer observe, void *user);
+
 #endif /* KILN_BACKENDS_REF_H */
