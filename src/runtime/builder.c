@@ -6,6 +6,7 @@
 
 #include "../onnx/export.h"
 #include "../ops/op.h"
+#include "onnx.pb-c.h"
 
 #include <string.h>
 
@@ -198,6 +199,10 @@ kiln_status kiln_builder_build(const kiln_builder_t *b, const kiln_model_t *m, k
     e->nodes_before = g->n_nodes;
     if (b->opt_level > 0) {
         kiln_pass_options po = {.no_fusion = b->opt_level < 2};
+        /* Before IR 4 every initializer had to be listed as a graph input: those are weights,
+         * not inputs (ONNX Runtime treats them so too). From IR 4 on they stay overridable. */
+        const Onnx__ModelProto *mp = m->proto;
+        po.promote_initializer_inputs = mp && mp->has_ir_version && mp->ir_version < 4;
         if ((s = kiln_passes_run(g, &po, &e->passes))) goto fail;
         kiln_model optimized;
         s = copy_model(g, e->model.opset, what, m->base_dir, &optimized);

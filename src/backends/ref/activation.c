@@ -80,6 +80,12 @@ kiln_status kiln_ref_activation(const kiln_node *node, kiln_tensor *const *in, k
         }
         return KILN_STATUS_OK;
     }
+    if (dt == KILN_DTYPE_F32) { /* the common case, without the per-element dtype switch */
+        const float *px = x->data;
+        float *py = y->data;
+        for (int64_t i = 0; i < n; i++) py[i] = (float)act_f64(node->op, p, px[i]);
+        return KILN_STATUS_OK;
+    }
     for (int64_t i = 0; i < n; i++)
         math_store_f64(dt, y->data, i, act_f64(node->op, p, kiln_load_f64(dt, x->data, i)));
     return KILN_STATUS_OK;

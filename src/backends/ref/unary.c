@@ -63,6 +63,12 @@ kiln_status kiln_ref_unary(const kiln_node *node, kiln_tensor *const *in, kiln_t
         }
         return KILN_STATUS_OK;
     }
+    if (dt == KILN_DTYPE_F32) { /* the common case, without the per-element dtype switch */
+        const float *px = x->data;
+        float *py = y->data;
+        for (int64_t i = 0; i < n; i++) py[i] = (float)unary_f64(node->op, px[i]);
+        return KILN_STATUS_OK;
+    }
     if (kiln_dtype_is_float(dt)) {
         for (int64_t i = 0; i < n; i++)
             math_store_f64(dt, y->data, i, unary_f64(node->op, kiln_load_f64(dt, x->data, i)));
