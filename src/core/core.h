@@ -108,6 +108,12 @@ void kiln_contiguous_strides(int rank, const int64_t *dims, int64_t *strides);
 /* Normalises axis into [0, rank); INVALID_ARGUMENT if out of [-rank, rank). */
 kiln_status kiln_norm_axis(int64_t axis, int rank, int *out);
 
+/* ---- files ---- */
+/* Maps a whole regular file read-only (data NULL for an empty file). IO_ERROR messages start
+ * with `what` and name the path. Unmap with kiln_file_unmap. */
+kiln_status kiln_file_map(const char *path, const char *what, const void **data, size_t *size);
+void kiln_file_unmap(const void *data, size_t size);
+
 /* ---- small helpers ---- */
 void *kiln_malloc(size_t n);          /* NULL on failure (caller reports OUT_OF_MEMORY) */
 void *kiln_calloc(size_t n, size_t s);

@@ -35,26 +35,12 @@ typedef struct import_ctx {
 
 static kiln_status map_file(kiln_model *m, const char *path, const char *what, const void **data,
                             size_t *size) {
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return kiln_error(KILN_STATUS_IO_ERROR, "%s: cannot open '%s': %s", what, path, strerror(errno));
-    struct stat st;
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-        close(fd);
-        return kiln_error(KILN_STATUS_IO_ERROR, "%s: '%s' is not a regular file", what, path);
-    }
-    size_t n = (size_t)st.st_size;
-    void *p = NULL;
-    if (n > 0) {
-        p = mmap(NULL, n, PROT_READ, MAP_PRIVATE, fd, 0);
-        if (p == MAP_FAILED) {
-            close(fd);
-            return kiln_error(KILN_STATUS_IO_ERROR, "%s: cannot map '%s': %s", what, path, strerror(errno));
-        }
-    }
-    close(fd);
+    const void *p;
+    size_t n;
+    KILN_TRY(kiln_file_map(path, what, &p, &n));
     kiln_mapping *mp = realloc(m->maps, sizeof(kiln_mapping) * (size_t)(m->n_maps + 1));
     if (!mp) {
-        if (p) munmap(p, n);
+        kiln_file_unmap(p, n);
         return kiln_error(KILN_STATUS_OUT_OF_MEMORY, "out of memory");
     }
     m->maps = mp;
@@ -697,7 +683,7 @@ void kiln_model_free_contents(kiln_model *m) {
     kiln_graph_free(m->graph);
     if (m->proto) onnx__model_proto__free_unpacked(m->proto, NULL);
     for (int i = 0; i < m->n_maps; i++) {
-        if (m->maps[i].data) munmap((void *)m->maps[i].data, m->maps[i].size);
+        kiln_file_unmap(m->maps[i].data, m->maps[i].size);
         free(m->maps[i].path);
     }
     free(m->maps);

@@ -4,12 +4,7 @@
 
 #include "../backends/ref/ref.h"
 
-#include <errno.h>
-#include <fcntl.h>
 #include <string.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 static kiln_status load(const void *data, size_t size, const char *file, const char *base_dir, kiln_model_t **out) {
     kiln_model *m = kiln_calloc(1, sizeof *m);
@@ -27,23 +22,9 @@ static kiln_status load(const void *data, size_t size, const char *file, const c
 kiln_status kiln_model_load(const char *path, kiln_model_t **out) {
     if (!path || !out) return kiln_error(KILN_STATUS_INVALID_ARGUMENT, "kiln_model_load: NULL argument");
     *out = NULL;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return kiln_error(KILN_STATUS_IO_ERROR, "%s: cannot open: %s", path, strerror(errno));
-    struct stat st;
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-        close(fd);
-        return kiln_error(KILN_STATUS_IO_ERROR, "%s: not a regular file", path);
-    }
-    size_t size = (size_t)st.st_size;
-    void *data = NULL;
-    if (size) {
-        data = mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0);
-        if (data == MAP_FAILED) {
-            close(fd);
-            return kiln_error(KILN_STATUS_IO_ERROR, "%s: cannot map: %s", path, strerror(errno));
-        }
-    }
-    close(fd);
+    const void *data;
+    size_t size;
+    KILN_TRY(kiln_file_map(path, path, &data, &size));
     char dir[4096];
     snprintf(dir, sizeof dir, "%s", path);
     char *slash = strrchr(dir, '/');
@@ -51,7 +32,7 @@ kiln_status kiln_model_load(const char *path, kiln_model_t **out) {
     else snprintf(dir, sizeof dir, ".");
     /* The protobuf is unpacked into its own memory, so the file's mapping ends here. */
     kiln_status s = load(data, size, path, dir, out);
-    if (data) munmap(data, size);
+    kiln_file_unmap(data, size);
     if (s == KILN_STATUS_OK) (*out)->path = kiln_strdup(path);
     return s;
 }

@@ -163,12 +163,13 @@ static inline float math_f64_to_f32_odd(double v) {
     return f;
 }
 
-/* ---- float to integer, as numpy does on x86-64 ----
- * Truncation toward zero. Where C leaves it undefined (NaN, out of range) numpy's astype gives
- * what the x86 cvtt instructions give: int8/16/32 and uint8/16 go through int32 (invalid gives
- * INT32_MIN, then the low bits are kept), int64 through int64 (invalid gives INT64_MIN), uint32
- * and uint64 through the "subtract 2^31 / 2^63 when large" sequences of C compilers. Returns the
- * two's complement bits for kiln_store_i64. */
+/* ---- float to integer ----
+ * Truncation toward zero. NaN and out-of-range values are undefined in the ONNX spec (and in C);
+ * kiln fixes them to what x86-64 code compiled from C gives, which is what numpy's astype gives
+ * for most arrays (its short-array paths differ): int8/16/32 and uint8/16 go through int32
+ * (invalid gives INT32_MIN, then the low bits are kept), int64 through int64 (invalid gives
+ * INT64_MIN), uint32 and uint64 through the "subtract 2^31 / 2^63 when large" sequences.
+ * Returns the two's complement bits for kiln_store_i64. */
 static inline int64_t math_cvtt32(double v) {
     if (!(v > -2147483649.0 && v < 2147483648.0)) return INT32_MIN;
     return (int64_t)v;

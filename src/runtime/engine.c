@@ -20,7 +20,7 @@ void kiln_engine_free_contents(kiln_engine_t *e) {
     }
     free(e->profiles);
     kiln_model_free_contents(&e->model);
-    if (e->file_map) munmap((void *)e->file_map, e->file_size);
+    kiln_file_unmap(e->file_map, e->file_size);
     memset(e, 0, sizeof *e);
 }
 
@@ -59,26 +59,12 @@ kiln_status kiln_engine_save(const kiln_engine_t *e, const char *path) {
 kiln_status kiln_engine_load(const char *path, kiln_engine_t **out) {
     if (!path || !out) return kiln_error(KILN_STATUS_INVALID_ARGUMENT, "kiln_engine_load: NULL argument");
     *out = NULL;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return kiln_error(KILN_STATUS_IO_ERROR, "%s: cannot open: %s", path, strerror(errno));
-    struct stat st;
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-        close(fd);
-        return kiln_error(KILN_STATUS_IO_ERROR, "%s: not a regular file", path);
-    }
-    size_t size = (size_t)st.st_size;
-    void *map = NULL;
-    if (size) {
-        map = mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0);
-        if (map == MAP_FAILED) {
-            close(fd);
-            return kiln_error(KILN_STATUS_IO_ERROR, "%s: cannot map: %s", path, strerror(errno));
-        }
-    }
-    close(fd);
+    const void *map;
+    size_t size;
+    KILN_TRY(kiln_file_map(path, path, &map, &size));
     kiln_engine *e = kiln_calloc(1, sizeof *e);
     if (!e) {
-        if (map) munmap(map, size);
+        kiln_file_unmap(map, size);
         return kiln_error(KILN_STATUS_OUT_OF_MEMORY, "out of memory");
     }
     e->file_map = map;

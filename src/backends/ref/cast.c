@@ -1,9 +1,9 @@
 /* cast.c — reference kernels of Cast, CastLike and BitCast (parse and infer in src/ops/cast.c).
- * Rules (ONNX Cast spec, and numpy's astype on x86-64 where the spec says "undefined"):
+ * Rules (the ONNX Cast spec; a fixed choice where it says "undefined"):
  *   - float -> float: rounded once to nearest even; out-of-range gives +-inf;
  *   - float -> bool: nonzero (NaN included) is true;
- *   - float -> integer: truncation toward zero; NaN and out-of-range values as numpy's astype
- *     gives them on x86-64 (see math_f64_to_int in src/ops/math_internal.h);
+ *   - float -> integer: truncation toward zero; NaN and out-of-range values (undefined in the
+ *     spec) as x86-64 code gives them (see math_f64_to_int in src/ops/math_internal.h);
  *   - integer -> integer: the low bits, two's complement; integer -> bool: nonzero;
  *   - integer -> float: rounded to nearest; bool -> number: 0 or 1.
  * BitCast copies the bytes. Tested by the node tests test_cast_*, test_castlike_*, test_bitcast_*. */
