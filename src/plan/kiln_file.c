@@ -61,15 +61,7 @@ static char *meta_json(const kiln_engine *e) {
         if (e->precisions & (1u << k)) cJSON_AddItemToArray(prec, cJSON_CreateString(precision_names[k]));
     cJSON_AddNumberToObject(j, "opset", e->model.opset);
     cJSON_AddNumberToObject(j, "nodes_before", e->nodes_before);
-    cJSON *passes = cJSON_AddArrayToObject(j, "passes");
-    for (int k = 0; k < e->passes.n; k++) {
-        cJSON *p = cJSON_CreateObject();
-        cJSON_AddStringToObject(p, "pass", e->passes.items[k].pass ? e->passes.items[k].pass : "?");
-        cJSON_AddNumberToObject(p, "removed", e->passes.items[k].removed);
-        cJSON_AddNumberToObject(p, "fused", e->passes.items[k].fused);
-        cJSON_AddNumberToObject(p, "folded", e->passes.items[k].folded);
-        cJSON_AddItemToArray(passes, p);
-    }
+    cJSON_AddItemToObject(j, "passes", kiln_passes_json(&e->passes));
     char *s = cJSON_PrintUnformatted(j);
     cJSON_Delete(j);
     return s;

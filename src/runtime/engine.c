@@ -107,6 +107,19 @@ kiln_status kiln_engine_profile_shape(const kiln_engine_t *e, int profile, int i
     return KILN_STATUS_OK;
 }
 
+void *kiln_passes_json(const kiln_pass_report *r) {
+    cJSON *passes = cJSON_CreateArray();
+    for (int k = 0; k < r->n; k++) {
+        cJSON *p = cJSON_CreateObject();
+        cJSON_AddStringToObject(p, "pass", r->items[k].pass ? r->items[k].pass : "?");
+        cJSON_AddNumberToObject(p, "removed", r->items[k].removed);
+        cJSON_AddNumberToObject(p, "fused", r->items[k].fused);
+        cJSON_AddNumberToObject(p, "folded", r->items[k].folded);
+        cJSON_AddItemToArray(passes, p);
+    }
+    return passes;
+}
+
 static cJSON *dims_json(int rank, const int64_t *dims) {
     cJSON *a = cJSON_CreateArray();
     for (int k = 0; k < rank; k++) cJSON_AddItemToArray(a, cJSON_CreateNumber((double)dims[k]));
@@ -182,15 +195,7 @@ kiln_status kiln_engine_describe(const kiln_engine_t *e, char **json) {
     }
     cJSON_AddNumberToObject(j, "nodes_before_passes", e->nodes_before);
     cJSON_AddNumberToObject(j, "nodes_after_passes", g->n_nodes);
-    cJSON *passes = cJSON_AddArrayToObject(j, "passes");
-    for (int k = 0; k < e->passes.n; k++) {
-        cJSON *p = cJSON_CreateObject();
-        cJSON_AddStringToObject(p, "pass", e->passes.items[k].pass ? e->passes.items[k].pass : "?");
-        cJSON_AddNumberToObject(p, "removed", e->passes.items[k].removed);
-        cJSON_AddNumberToObject(p, "fused", e->passes.items[k].fused);
-        cJSON_AddNumberToObject(p, "folded", e->passes.items[k].folded);
-        cJSON_AddItemToArray(passes, p);
-    }
+    cJSON_AddItemToObject(j, "passes", kiln_passes_json(&e->passes));
     cJSON *profiles = cJSON_AddArrayToObject(j, "profiles");
     for (int p = 0; p < e->n_profiles; p++) {
         const kiln_profile *pr = &e->profiles[p];

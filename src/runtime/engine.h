@@ -93,6 +93,8 @@ bool kiln_op_inplace(int op);
 bool kiln_op_alias(int op);
 
 void kiln_engine_free_contents(kiln_engine_t *e);
+/* What the passes did, as a cJSON array (returned as void * to keep cJSON out of this header). */
+void *kiln_passes_json(const kiln_pass_report *r);
 
 /* The .kiln file (src/plan/kiln_file.c). */
 kiln_status kiln_engine_write(const kiln_engine_t *e, kiln_blob *out);
