@@ -8,14 +8,8 @@
 #include <string.h>
 
 kiln_status kiln_parse_conv_transpose(kiln_node *node, kiln_attrs *attrs) {
-    kiln_conv_params *p = kiln_calloc(1, sizeof *p);
-    if (!p) return kiln_error(KILN_STATUS_OUT_OF_MEMORY, "out of memory");
-    node->params = p;
-    KILN_TRY(kiln_nn_parse_window(node, attrs, &p->w, false));
-    KILN_TRY(kiln_attr_int(attrs, "group", 1, &p->group));
-    if (p->group <= 0)
-        return kiln_node_error(node, KILN_STATUS_INVALID_MODEL, "attribute group = %lld is not positive",
-                               (long long)p->group);
+    KILN_TRY(kiln_parse_conv(node, attrs)); /* window and group, as Conv's */
+    kiln_conv_params *p = node->params;
     KILN_TRY(kiln_attr_ints_fixed(attrs, "output_padding", p->output_padding, KILN_NN_MAX_SPATIAL,
                                   &p->n_output_padding));
     KILN_TRY(kiln_attr_ints_fixed(attrs, "output_shape", p->output_shape, KILN_NN_MAX_SPATIAL + 2,
@@ -94,22 +88,12 @@ kiln_status kiln_conv_transpose_resolve(const kiln_node *node, const kiln_tensor
 
 kiln_status kiln_infer_conv_transpose(const kiln_node *node, kiln_tensor *const *in, kiln_tensor *out) {
     const kiln_conv_params *p = node->params;
-    KILN_TRY(kiln_node_check_arity(node, 2, 3));
+    bool known;
+    KILN_TRY(kiln_conv_float_inputs(node, in, out, &known));
+    if (!known) return KILN_STATUS_OK;
     const kiln_tensor *x = in[0], *w = in[1], *b = node->n_declared > 2 ? in[2] : NULL;
-    if (!kiln_nn_is_float(x->dtype)) return kiln_node_bad_dtype(node, 0, x->dtype);
-    if (w->dtype != x->dtype) return kiln_node_bad_dtype(node, 1, w->dtype);
-    if (b && b->dtype != x->dtype) return kiln_node_bad_dtype(node, 2, b->dtype);
-    out[0].dtype = x->dtype;
-    if (x->rank < 0 || w->rank < 0) {
-        kiln_infer_unknown(node, out);
-        return KILN_STATUS_OK;
-    }
     char s1[160], s2[160];
-    if (x->rank < 3 || w->rank != x->rank)
-        return kiln_node_error(node, KILN_STATUS_INVALID_ARGUMENT, "X %s and W %s must have the same rank, at least 3",
-                               kiln_dims_str(x->rank, x->dims, s1, sizeof s1),
-                               kiln_dims_str(w->rank, w->dims, s2, sizeof s2));
-    if (x->rank - 2 > KILN_NN_MAX_SPATIAL) return kiln_node_error(node, KILN_STATUS_UNSUPPORTED, "rank %d input", x->rank);
+    KILN_TRY(kiln_conv_check_ranks(node, x, w));
     int64_t c = x->dims[1], m = w->dims[1] >= 0 ? w->dims[1] * p->group : KILN_DIM_UNKNOWN;
     if (c >= 0 && w->dims[0] >= 0 && (c != w->dims[0] || c % p->group))
         return kiln_node_error(node, KILN_STATUS_INVALID_ARGUMENT, "X %s and W %s do not fit group = %lld",
@@ -120,9 +104,6 @@ kiln_status kiln_infer_conv_transpose(const kiln_node *node, kiln_tensor *const 
                                kiln_dims_str(b->rank, b->dims, s1, sizeof s1), (long long)m);
     kiln_window_dims d;
     KILN_TRY(kiln_conv_transpose_resolve(node, x, w, &d));
-    out[0].rank = x->rank;
-    out[0].dims[0] = x->dims[0];
-    out[0].dims[1] = m;
-    for (int i = 0; i < d.nsp; i++) out[0].dims[2 + i] = d.out[i];
+    kiln_conv_set_out(x, m, &d, &out[0]);
     return KILN_STATUS_OK;
 }

@@ -63,6 +63,20 @@ typedef struct kiln_conv_params {
     int64_t output_shape[KILN_NN_MAX_SPATIAL + 2]; /* spatial dims, or N, C and spatial dims */
 } kiln_conv_params;
 
+/* X and W have the same rank, at least 3 and at most KILN_NN_MAX_SPATIAL + 2 (src/ops/conv.c). */
+kiln_status kiln_conv_check_ranks(const kiln_node *node, const kiln_tensor *x, const kiln_tensor *w);
+
+/* Conv's and ConvTranspose's X, W, optional B: arity 2..3 and one float dtype checked, out[0]'s
+ * dtype set; *known is false (out[0] made unknown) when X's or W's rank is not known. */
+kiln_status kiln_conv_float_inputs(const kiln_node *node, kiln_tensor *const *in, kiln_tensor *out, bool *known);
+
+/* X's channels C and W (M, C/group, ...) fit group for m = M output channels (src/ops/conv.c). */
+kiln_status kiln_conv_check_group(const kiln_node *node, const kiln_conv_params *p, const kiln_tensor *x,
+                                  const kiln_tensor *w, int64_t m);
+
+/* out = (N, m, d's output sizes) for X (N, ...). */
+void kiln_conv_set_out(const kiln_tensor *x, int64_t m, const kiln_window_dims *d, kiln_tensor *out);
+
 /* Checks X (N, C, ...) against W (rank equal, kernel_shape matching W's spatial dims) and B
  * (out_channels), and resolves the window of a Conv-like op (src/ops/conv.c). */
 kiln_status kiln_conv_infer_common(const kiln_node *node, const kiln_conv_params *p, const kiln_tensor *x,

@@ -1,23 +1,14 @@
 /* qconv.c — parse and shape inference of the integer convolutions:
  *   ConvInteger  https://onnx.ai/onnx/operators/onnx__ConvInteger.html
  *   QLinearConv  https://onnx.ai/onnx/operators/onnx__QLinearConv.html
- * The window attributes and output-size rules are Conv's (kiln_nn_parse_window and
- * kiln_conv_infer_common from the nn group, src/ops/nn_internal.h); the integer kernel is
+ * The attributes, output-size rules and group check are Conv's (kiln_parse_conv,
+ * kiln_conv_infer_common and kiln_conv_check_group, src/ops/conv.c); the integer kernel is
  * src/backends/ref/qconv.c. Tested by test_convinteger*, test_qlinearconv. */
 #include "seq_internal.h"
 #include "nn_internal.h"
 
-kiln_status kiln_parse_qconv(kiln_node *node, kiln_attrs *attrs) {
-    kiln_conv_params *p = kiln_calloc(1, sizeof *p);
-    if (!p) return kiln_error(KILN_STATUS_OUT_OF_MEMORY, "out of memory");
-    node->params = p;
-    KILN_TRY(kiln_nn_parse_window(node, attrs, &p->w, false));
-    KILN_TRY(kiln_attr_int(attrs, "group", 1, &p->group));
-    if (p->group <= 0)
-        return kiln_node_error(node, KILN_STATUS_INVALID_MODEL, "attribute group = %lld is not positive",
-                               (long long)p->group);
-    return KILN_STATUS_OK;
-}
+/* The attributes are Conv's. */
+kiln_status kiln_parse_qconv(kiln_node *node, kiln_attrs *attrs) { return kiln_parse_conv(node, attrs); }
 
 static bool is_q8(kiln_dtype t) { return t == KILN_DTYPE_I8 || t == KILN_DTYPE_U8; }
 
@@ -69,15 +60,7 @@ kiln_status kiln_infer_qconv(const kiln_node *node, kiln_tensor *const *in, kiln
         KILN_TRY(check_param(node, in[6], 6, false, m));
         KILN_TRY(check_param(node, in[7], 7, false, m));
     }
-    char s1[160], s2[160];
-    int64_t c = x->dims[1], cg = w->dims[1];
-    if ((m >= 0 && m % p->group) || (c >= 0 && cg >= 0 && c != cg * p->group))
-        return kiln_node_error(node, KILN_STATUS_INVALID_ARGUMENT, "X %s and W %s do not fit group = %lld",
-                               kiln_dims_str(x->rank, x->dims, s1, sizeof s1),
-                               kiln_dims_str(w->rank, w->dims, s2, sizeof s2), (long long)p->group);
-    out[0].rank = x->rank;
-    out[0].dims[0] = x->dims[0];
-    out[0].dims[1] = m;
-    for (int i = 0; i < d.nsp; i++) out[0].dims[2 + i] = d.out[i];
+    KILN_TRY(kiln_conv_check_group(node, p, x, w, m));
+    kiln_conv_set_out(x, m, &d, &out[0]);
     return KILN_STATUS_OK;
 }

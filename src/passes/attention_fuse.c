@@ -145,39 +145,19 @@ static kiln_status fuse(pass_ctx *c, attn_match *m, bool *done) {
     }
     int ins[4] = {m->q, k, m->v, m->mask};
     kiln_attr at = {.name = "scale", .type = KILN_ATTR_FLOAT, .f = (float)m->scale};
-    snprintf(base, sizeof base, "Attention_%s", g->values[m->y].name);
-    int ai;
-    KILN_TRY(pc_add_node(c, KILN_OP_Attention, base, ins, m->mask >= 0 ? 4 : 3, &m->y, 1, &at, 1, &ai));
+    KILN_TRY(pc_add_replacement(c, KILN_OP_Attention, ins, m->mask >= 0 ? 4 : 3, m->y, &at, 1));
     *done = true;
     return KILN_STATUS_OK;
+}
+
+static kiln_status visit(pass_ctx *c, int i, void *arg, bool *done) {
+    attn_match m;
+    if (c->g->nodes[i].op != KILN_OP_MatMul || !match(c, i, &m)) return KILN_STATUS_OK;
+    return fuse(c, &m, done);
 }
 
 kiln_status kiln_pass_attention_fuse(kiln_graph *g, kiln_pass_stats *st) {
     pass_stats_init(st, "attention_fuse");
     if (!pass_op_available(g, KILN_OP_Attention)) return KILN_STATUS_OK;
-    int fused = 0, removed = 0;
-    for (int round = 0; round < 64; round++) {
-        pass_ctx c;
-        KILN_TRY(pc_init(&c, g));
-        int before = fused, n0 = g->n_nodes;
-        kiln_status s = KILN_STATUS_OK;
-        for (int i = 0; i < n0 && s == KILN_STATUS_OK; i++) {
-            if (!pc_open(&c, i) || g->nodes[i].op != KILN_OP_MatMul) continue;
-            attn_match m;
-            if (!match(&c, i, &m)) continue;
-            bool done;
-            s = fuse(&c, &m, &done);
-            fused += done;
-        }
-        for (int i = 0; i < g->n_nodes; i++) removed += c.dead[i];
-        removed -= g->n_nodes - n0;
-        kiln_status cs = pc_commit(&c);
-        KILN_TRY(s ? s : cs);
-        if (fused == before) break;
-    }
-    if (st) {
-        st->fused = fused;
-        st->removed = removed;
-    }
-    return pass_finish(g, fused > 0);
+    return pass_fuse_rounds(g, st, visit, NULL);
 }

@@ -133,54 +133,40 @@ static int match(const pass_ctx *c, int ei, int *x_out, int *nodes, int *nn, boo
     return y;
 }
 
+/* Erf / Tanh node i: the pattern around it replaced, by a Gelu node when make_node (*arg). */
+static kiln_status visit(pass_ctx *c, int i, void *arg, bool *done) {
+    kiln_graph *g = c->g;
+    bool make_node = *(const bool *)arg;
+    if (g->nodes[i].op != KILN_OP_Erf && g->nodes[i].op != KILN_OP_Tanh) return KILN_STATUS_OK;
+    int nodes[16], nn, x;
+    bool tanh_form;
+    int y = match(c, i, &x, nodes, &nn, &tanh_form);
+    if (y < 0 || !pc_closed(c, nodes, nn, y)) return KILN_STATUS_OK;
+    if (make_node) {
+        for (int k = 0; k < nn; k++) pc_kill(c, nodes[k]);
+        kiln_attr at = {.name = "approximate", .type = KILN_ATTR_STRING, .s = "tanh"};
+        KILN_TRY(pc_add_replacement(c, KILN_OP_Gelu, &x, 1, y, &at, tanh_form ? 1 : 0));
+    } else {
+        /* No Gelu op at this opset: an activation on x's producer, if x is the pattern's alone. */
+        int p = pc_producer(c, x);
+        if (p < 0 || !pc_internal(c, x) || pc_uses(c, x) != pass_reads(g, nodes, nn, x)) return KILN_STATUS_OK;
+        kiln_node *pn = &g->nodes[p];
+        if ((pn->op != KILN_OP_Conv && pn->op != KILN_OP_ConvTranspose && pn->op != KILN_OP_Gemm &&
+             pn->op != KILN_OP_MatMul && pn->op != KILN_OP_FusedMatMul) ||
+            pn->outputs[0] != x || pn->act.kind != KILN_ACT_NONE || pn->n_inputs != pn->n_declared)
+            return KILN_STATUS_OK;
+        for (int k = 0; k < nn; k++) pc_kill(c, nodes[k]);
+        pn->act.kind = tanh_form ? KILN_ACT_GELU_TANH : KILN_ACT_GELU;
+        pn->act.alpha = pn->act.beta = 0;
+        pc_set_output(c, p, 0, y);
+        pc_touch(c, p);
+    }
+    *done = true;
+    return KILN_STATUS_OK;
+}
+
 kiln_status kiln_pass_gelu_fuse(kiln_graph *g, kiln_pass_stats *st) {
     pass_stats_init(st, "gelu_fuse");
     bool make_node = pass_op_available(g, KILN_OP_Gelu);
-    int fused = 0, removed = 0;
-    for (int round = 0; round < 64; round++) {
-        pass_ctx c;
-        KILN_TRY(pc_init(&c, g));
-        int before = fused, n0 = g->n_nodes;
-        kiln_status s = KILN_STATUS_OK;
-        for (int i = 0; i < n0 && s == KILN_STATUS_OK; i++) {
-            if (!pc_open(&c, i) || (g->nodes[i].op != KILN_OP_Erf && g->nodes[i].op != KILN_OP_Tanh)) continue;
-            int nodes[16], nn, x;
-            bool tanh_form;
-            int y = match(&c, i, &x, nodes, &nn, &tanh_form);
-            if (y < 0 || !pc_closed(&c, nodes, nn, y)) continue;
-            if (make_node) {
-                for (int k = 0; k < nn; k++) pc_kill(&c, nodes[k]);
-                kiln_attr at = {.name = "approximate", .type = KILN_ATTR_STRING, .s = "tanh"};
-                char base[256];
-                snprintf(base, sizeof base, "Gelu_%s", g->values[y].name);
-                int ni;
-                s = pc_add_node(&c, KILN_OP_Gelu, base, &x, 1, &y, 1, &at, tanh_form ? 1 : 0, &ni);
-            } else {
-                /* No Gelu op at this opset: an activation on x's producer, if x is the pattern's alone. */
-                int p = pc_producer(&c, x);
-                if (p < 0 || !pc_internal(&c, x) || pc_uses(&c, x) != pass_reads(g, nodes, nn, x)) continue;
-                kiln_node *pn = &g->nodes[p];
-                if ((pn->op != KILN_OP_Conv && pn->op != KILN_OP_ConvTranspose && pn->op != KILN_OP_Gemm &&
-                     pn->op != KILN_OP_MatMul && pn->op != KILN_OP_FusedMatMul) ||
-                    pn->outputs[0] != x || pn->act.kind != KILN_ACT_NONE || pn->n_inputs != pn->n_declared)
-                    continue;
-                for (int k = 0; k < nn; k++) pc_kill(&c, nodes[k]);
-                pn->act.kind = tanh_form ? KILN_ACT_GELU_TANH : KILN_ACT_GELU;
-                pn->act.alpha = pn->act.beta = 0;
-                pc_set_output(&c, p, 0, y);
-                pc_touch(&c, p);
-            }
-            if (s == KILN_STATUS_OK) fused++;
-        }
-        for (int i = 0; i < g->n_nodes; i++) removed += c.dead[i];
-        removed -= g->n_nodes - n0;
-        kiln_status cs = pc_commit(&c);
-        KILN_TRY(s ? s : cs);
-        if (fused == before) break;
-    }
-    if (st) {
-        st->fused = fused;
-        st->removed = removed;
-    }
-    return pass_finish(g, fused > 0);
+    return pass_fuse_rounds(g, st, visit, &make_node);
 }

@@ -160,37 +160,19 @@ static kiln_status match(pass_ctx *c, int di, bool *done) {
     for (int i = 0; i < nn; i++) pc_kill(c, nodes[i]);
     kiln_attr attrs[2] = {{.name = "axis", .type = KILN_ATTR_INT, .i = a - rank},
                           {.name = "epsilon", .type = KILN_ATTR_FLOAT, .f = (float)eps}};
-    int ins[3] = {x, sv, bv}, ni;
-    snprintf(base, sizeof base, "LayerNormalization_%s", g->values[y].name);
-    KILN_TRY(pc_add_node(c, KILN_OP_LayerNormalization, base, ins, 3, &y, 1, attrs, 2, &ni));
+    int ins[3] = {x, sv, bv};
+    KILN_TRY(pc_add_replacement(c, KILN_OP_LayerNormalization, ins, 3, y, attrs, 2));
     *done = true;
     return KILN_STATUS_OK;
+}
+
+static kiln_status visit(pass_ctx *c, int i, void *arg, bool *done) {
+    if (c->g->nodes[i].op != KILN_OP_Div) return KILN_STATUS_OK;
+    return match(c, i, done);
 }
 
 kiln_status kiln_pass_layernorm_fuse(kiln_graph *g, kiln_pass_stats *st) {
     pass_stats_init(st, "layernorm_fuse");
     if (!pass_op_available(g, KILN_OP_LayerNormalization)) return KILN_STATUS_OK;
-    int fused = 0, removed = 0;
-    for (int round = 0; round < 64; round++) {
-        pass_ctx c;
-        KILN_TRY(pc_init(&c, g));
-        int before = fused, n0 = g->n_nodes;
-        kiln_status s = KILN_STATUS_OK;
-        for (int i = 0; i < n0 && s == KILN_STATUS_OK; i++) {
-            if (!pc_open(&c, i) || g->nodes[i].op != KILN_OP_Div) continue;
-            bool done;
-            s = match(&c, i, &done);
-            fused += done;
-        }
-        for (int i = 0; i < g->n_nodes; i++) removed += c.dead[i];
-        removed -= g->n_nodes - n0;
-        kiln_status cs = pc_commit(&c);
-        KILN_TRY(s ? s : cs);
-        if (fused == before) break;
-    }
-    if (st) {
-        st->fused = fused;
-        st->removed = removed;
-    }
-    return pass_finish(g, fused > 0);
+    return pass_fuse_rounds(g, st, visit, NULL);
 }

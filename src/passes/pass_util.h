@@ -58,6 +58,10 @@ kiln_status pc_set_input(pass_ctx *c, int n, int k, int v);
  * *out. opset is the graph's. */
 kiln_status pc_add_node(pass_ctx *c, int op, const char *name_base, const int *inputs, int n_inputs,
                         const int *outputs, int n_outputs, const kiln_attr *attrs, int n_attrs, int *out);
+/* Adds the node that replaces a matched pattern: op reading inputs and writing the pattern's
+ * last value y, named "<op>_<y's name>" (made unique); attributes as for pc_add_node. */
+kiln_status pc_add_replacement(pass_ctx *c, int op, const int *inputs, int n_inputs, int y, const kiln_attr *attrs,
+                               int n_attrs);
 /* Adds a constant (a copy of t) named from base, made unique. Returns its id in *out. */
 kiln_status pc_add_const(pass_ctx *c, const char *base, const kiln_tensor *t, int *out);
 /* A fresh anonymous-looking value named from base, for intermediate outputs of new nodes. */
@@ -97,5 +101,13 @@ bool pass_op_available(const kiln_graph *g, int op);
 void pass_stats_init(kiln_pass_stats *st, const char *name);
 /* Sorts (if needed) and re-infers after a pass that changed the graph. */
 kiln_status pass_finish(kiln_graph *g, bool changed);
+
+/* ---- the rounds of a fusing pass ---- */
+/* Looks at open node n; sets *fused when it replaced a pattern there. */
+typedef kiln_status (*pass_visit_fn)(pass_ctx *c, int n, void *arg, bool *fused);
+/* Runs rounds (at most 64): index the graph, visit each open node present at the round's start
+ * (stopping at an error), commit; again while a round fused something. Fills st's fused and
+ * removed counts and ends with pass_finish. st is already initialised (pass_stats_init). */
+kiln_status pass_fuse_rounds(kiln_graph *g, kiln_pass_stats *st, pass_visit_fn visit, void *arg);
 
 #endif /* KILN_PASSES_UTIL_H */

@@ -1,5 +1,6 @@
 /* util.c — the passes' shared machinery (see pass_util.h): the per-round use index, the
- * editors that keep it honest, new nodes and constants, and constant inspection. */
+ * editors that keep it honest, new nodes and constants, constant inspection, and the round
+ * driver of the fusing passes. */
 #include "pass_util.h"
 
 #include <math.h>
@@ -225,6 +226,14 @@ kiln_status pc_add_node(pass_ctx *c, int op, const char *name_base, const int *i
     return KILN_STATUS_OK;
 }
 
+kiln_status pc_add_replacement(pass_ctx *c, int op, const int *inputs, int n_inputs, int y, const kiln_attr *attrs,
+                               int n_attrs) {
+    char base[256];
+    snprintf(base, sizeof base, "%s_%s", kiln_op_name(op), c->g->values[y].name);
+    int ni;
+    return pc_add_node(c, op, base, inputs, n_inputs, &y, 1, attrs, n_attrs, &ni);
+}
+
 kiln_status pc_add_const(pass_ctx *c, const char *base, const kiln_tensor *t, int *out) {
     char name[256];
     kiln_graph_unique_name(c->g, base, name, sizeof name);
@@ -352,4 +361,30 @@ void pass_stats_init(kiln_pass_stats *st, const char *name) {
 kiln_status pass_finish(kiln_graph *g, bool changed) {
     if (!changed) return KILN_STATUS_OK;
     return kiln_graph_infer(g);
+}
+
+kiln_status pass_fuse_rounds(kiln_graph *g, kiln_pass_stats *st, pass_visit_fn visit, void *arg) {
+    int fused = 0, removed = 0;
+    for (int round = 0; round < 64; round++) {
+        pass_ctx c;
+        KILN_TRY(pc_init(&c, g));
+        int before = fused, n0 = g->n_nodes;
+        kiln_status s = KILN_STATUS_OK;
+        for (int i = 0; i < n0 && s == KILN_STATUS_OK; i++) {
+            if (!pc_open(&c, i)) continue;
+            bool done = false;
+            s = visit(&c, i, arg, &done);
+            fused += done;
+        }
+        for (int i = 0; i < g->n_nodes; i++) removed += c.dead[i];
+        removed -= g->n_nodes - n0;
+        kiln_status cs = pc_commit(&c);
+        KILN_TRY(s ? s : cs);
+        if (fused == before) break;
+    }
+    if (st) {
+        st->fused = fused;
+        st->removed = removed;
+    }
+    return pass_finish(g, fused > 0);
 }

@@ -6,42 +6,26 @@
  * and wrap it to int32 as the spec allows. ConvInteger outputs that int32. QLinearConv
  * requantizes: y = saturate(round_half_even(acc * (x_scale * w_scale[m] / y_scale)) + y_zp),
  * the multiplier in f32 arithmetic and the product in double, as
- * onnx/reference/ops/op_qlinear_conv.py does. Loops as in the float Conv (src/backends/ref/conv.c):
- * dims lifted to 3-D, one accumulator plane per output channel, tap ranges computed once.
+ * onnx/reference/ops/op_qlinear_conv.py does. Loops as in the float Conv (src/backends/ref/conv.c,
+ * through conv_common.c): dims lifted to 3-D, one accumulator plane per output channel, tap
+ * ranges computed once.
  * Tested by test_convinteger*, test_qlinearconv. */
 #include "../../ops/seq_internal.h"
-#include "../../ops/nn_internal.h"
+#include "conv_common.h"
 
-typedef struct geom3 {
-    int64_t in[3], out[3], k[3], s[3], d[3], p[3];
-} geom3;
+typedef struct qconv_ctx {
+    const int32_t *x, *w; /* one input channel, one kernel, both minus their zero points */
+    int64_t *acc;         /* one output channel */
+} qconv_ctx;
 
-/* acc (od, oh, ow) += sum over taps of w * x (shifted); x and w already minus their zero points. */
-static void conv_channel(const geom3 *g, const int32_t *x, const int32_t *w, int64_t *acc) {
-    int64_t IH = g->in[1], IW = g->in[2], OH = g->out[1], OW = g->out[2];
-    for (int64_t kd = 0; kd < g->k[0]; kd++) {
-        int64_t offd = kd * g->d[0] - g->p[0], d0, d1;
-        kiln_nn_tap_range(offd, g->s[0], g->in[0], g->out[0], &d0, &d1);
-        for (int64_t kh = 0; kh < g->k[1]; kh++) {
-            int64_t offh = kh * g->d[1] - g->p[1], h0, h1;
-            kiln_nn_tap_range(offh, g->s[1], IH, OH, &h0, &h1);
-            for (int64_t kw = 0; kw < g->k[2]; kw++) {
-                int64_t offw = kw * g->d[2] - g->p[2], w0, w1;
-                kiln_nn_tap_range(offw, g->s[2], IW, OW, &w0, &w1);
-                int64_t wv = w[(kd * g->k[1] + kh) * g->k[2] + kw];
-                if (wv == 0 || w0 >= w1) continue;
-                for (int64_t od = d0; od < d1; od++) {
-                    int64_t id = od * g->s[0] + offd;
-                    for (int64_t oh = h0; oh < h1; oh++) {
-                        int64_t ih = oh * g->s[1] + offh;
-                        const int32_t *xr = x + (id * IH + ih) * IW;
-                        int64_t *ar = acc + (od * OH + oh) * OW;
-                        for (int64_t ow = w0; ow < w1; ow++) ar[ow] += wv * xr[ow * g->s[2] + offw];
-                    }
-                }
-            }
-        }
-    }
+/* acc row += w[tap] * x row (shifted, strided). */
+static void qconv_row(void *ctx, const conv3_row *r) {
+    const qconv_ctx *c = ctx;
+    int64_t wv = c->w[r->k];
+    if (wv == 0) return;
+    const int32_t *xr = c->x + r->x;
+    int64_t *ar = c->acc + r->y;
+    for (int64_t ow = r->lo; ow < r->hi; ow++) ar[ow] += wv * xr[ow * r->s + r->off];
 }
 
 /* A malloc'ed int32 copy of t minus its zero point zp (NULL: 0), per tensor or, when per_row
@@ -68,28 +52,15 @@ kiln_status kiln_ref_qconv(const kiln_node *node, kiln_tensor *const *in, kiln_t
     const kiln_tensor *B = qlinear ? seq_in(node, in, 8) : NULL;
     kiln_window_dims wd;
     KILN_TRY(kiln_conv_infer_common(node, p, X, W, B, W->dims[0], &wd));
-    int nsp = wd.nsp;
-    if (nsp > 3)
-        return kiln_node_error(node, KILN_STATUS_UNSUPPORTED, "%d spatial dims (the reference kernel does 1 to 3)", nsp);
-    geom3 g;
-    for (int i = 0; i < 3; i++) {
-        int j = i - (3 - nsp); /* spatial dim, or < 0 for a lifted dim */
-        g.in[i] = j < 0 ? 1 : X->dims[2 + j];
-        g.out[i] = j < 0 ? 1 : out[0].dims[2 + j];
-        g.k[i] = j < 0 ? 1 : wd.kernel[j];
-        g.s[i] = j < 0 ? 1 : wd.strides[j];
-        g.d[i] = j < 0 ? 1 : wd.dilations[j];
-        g.p[i] = j < 0 ? 0 : wd.pad_begin[j];
-    }
+    conv3 g;
+    KILN_TRY(conv3_lift(node, "the reference kernel", &wd, X->dims, out[0].dims, &g));
     int64_t N = X->dims[0], C = X->dims[1], M = W->dims[0], G = p->group;
-    int64_t Cg = C / G, Mg = M / G;
-    int64_t in_plane = g.in[0] * g.in[1] * g.in[2], out_plane = g.out[0] * g.out[1] * g.out[2];
-    int64_t ksize = g.k[0] * g.k[1] * g.k[2];
+    int64_t Cg = C / G, Mg = M / G, out_plane = g.out_plane;
     if (kiln_shape_count(out[0].rank, out[0].dims) == 0) return KILN_STATUS_OK;
     int64_t lo = 0, hi = 0;
     if (qlinear) KILN_ASSERT(seq_quant_range(out[0].dtype, &lo, &hi));
 
-    int32_t *x = shifted(X, XZ, 1), *w = shifted(W, WZ, Cg * ksize);
+    int32_t *x = shifted(X, XZ, 1), *w = shifted(W, WZ, Cg * g.ksize);
     int64_t *acc = kiln_calloc((size_t)out_plane, sizeof(int64_t));
     kiln_status s = KILN_STATUS_OK;
     if (!x || !w || !acc) {
@@ -100,8 +71,12 @@ kiln_status kiln_ref_qconv(const kiln_node *node, kiln_tensor *const *in, kiln_t
         for (int64_t m = 0; m < M; m++) {
             int64_t grp = m / Mg, bias = B ? kiln_load_i64(B->dtype, B->data, m) : 0;
             for (int64_t i = 0; i < out_plane; i++) acc[i] = bias;
-            for (int64_t c = 0; c < Cg; c++)
-                conv_channel(&g, x + (n * C + grp * Cg + c) * in_plane, w + (m * Cg + c) * ksize, acc);
+            qconv_ctx qc = {.acc = acc};
+            for (int64_t c = 0; c < Cg; c++) {
+                qc.x = x + (n * C + grp * Cg + c) * g.in_plane;
+                qc.w = w + (m * Cg + c) * g.ksize;
+                conv3_walk(&g, false, qconv_row, &qc);
+            }
             int64_t base = (n * M + m) * out_plane;
             if (!qlinear) {
                 for (int64_t i = 0; i < out_plane; i++) ((int32_t *)out[0].data)[base + i] = (int32_t)(uint32_t)(uint64_t)acc[i];
