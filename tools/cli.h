@@ -28,5 +28,6 @@ bool cli_is_engine(const char *path);
 int cmd_run(int argc, char **argv);
 int cmd_build(int argc, char **argv);
 int cmd_inspect(int argc, char **argv);
+int cmd_calibrate(int argc, char **argv);
 
 #endif /* KILN_TOOLS_CLI_H */
