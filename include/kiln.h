@@ -162,6 +162,16 @@ kiln_status kiln_builder_set_optimization_level(kiln_builder_t *b, int level);
 kiln_status kiln_builder_set_workspace(kiln_builder_t *b, uint64_t bytes);
 /* Keeps the named node at precision p whatever the builder would choose. */
 kiln_status kiln_builder_set_layer_precision(kiln_builder_t *b, const char *node, kiln_precision p);
+/* INT8 post-training calibration (with KILN_PRECISION_INT8; docs/engines.md). data: an .npz (one
+ * array per input, samples on a leading axis) or a folder of .npy/.npz files (a directory path),
+ * may be NULL when cache names an existing file; method: "entropy" (default, NULL), "minmax",
+ * "percentile" or "mse"; batch / max_samples: 0 for 1 / all. cache: a calibration cache (TensorRT's
+ * text format) read when the file exists (calibration is then skipped: the same cache gives the same
+ * engine bytes) and written after calibrating otherwise; NULL for none. progress (may be NULL) is
+ * called with (batches done, total) while calibrating. Checked at kiln_builder_build. */
+kiln_status kiln_builder_set_calibration(kiln_builder_t *b, const char *data, const char *method, int64_t batch,
+                                         int64_t max_samples, const char *cache,
+                                         void (*progress)(int64_t done, int64_t total, void *user), void *user);
 /* Adds an optimization profile; *index receives its number (0, 1, ...). */
 kiln_status kiln_builder_add_profile(kiln_builder_t *b, int *index);
 /* min <= opt <= max element-wise; dims are those of the named graph input. Inputs whose

@@ -7,6 +7,7 @@
 
 #include <getopt.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -22,7 +23,18 @@ static void help(void) {
            "  --min-shapes NAME:AxB,...     minimum shapes of a profile; each --min/--opt/--max-shapes triple\n"
            "  --opt-shapes NAME:AxB,...     adds one profile (repeat them for several profiles)\n"
            "  --max-shapes NAME:AxB,...\n"
-           "  --fp16, --bf16, --int8        allow reduced precisions (refused until a backend implements them)\n"
+           "  --fp16, --bf16                allow reduced float precisions (refused until a backend implements them)\n"
+           "  --int8                        post-training INT8: Conv, MatMul and Gemm with constant weights become\n"
+           "                                QLinearConv / QLinearMatMul / MatMulInteger (per-channel int8 weights,\n"
+           "                                per-tensor int8 activations); the rest stays fp32. Needs opset >= 13\n"
+           "                                and calibration data or an existing --calib-cache\n"
+           "  --calib FILE.npz              calibration data: one array per input name, samples stacked on axis 0\n"
+           "  --calib-dir DIR               calibration data: .npy/.npz files, one sample (or batch) each\n"
+           "  --calib-batch N               calibration samples per batch (default 1)\n"
+           "  --calib-max N                 calibrate on at most the first N samples\n"
+           "  --calib-method M              entropy (default), minmax, percentile or mse\n"
+           "  --calib-cache FILE            calibration cache (TensorRT's text format): read when it exists\n"
+           "                                (calibration skipped), else written after calibrating\n"
            "  --layer-precision NODE:fp32   keep a node at a precision (repeatable)\n"
            "  --workspace MIB               scratch memory limit for kernels\n"
            "  --device cpu|cuda             target device (default cpu)\n"
@@ -44,6 +56,12 @@ static double now_s(void) {
     struct timespec t;
     clock_gettime(CLOCK_MONOTONIC, &t);
     return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
+}
+
+static void calib_progress(int64_t done, int64_t total, void *user) {
+    (void)user;
+    fprintf(stderr, "\rkiln build: calibrating, batch %lld / %lld", (long long)done, (long long)total);
+    if (done == total) fputc('\n', stderr);
 }
 
 /* Adds the shapes of one profile; min/opt/max lists must name the same inputs. */
@@ -73,7 +91,12 @@ int cmd_build(int argc, char **argv) {
         {"bf16", no_argument, 0, 2},               {"int8", no_argument, 0, 3},
         {"layer-precision", required_argument, 0, 'l'}, {"workspace", required_argument, 0, 'w'},
         {"device", required_argument, 0, 'd'},     {"json", no_argument, 0, 'j'},
+        {"calib", required_argument, 0, 4},        {"calib-dir", required_argument, 0, 5},
+        {"calib-batch", required_argument, 0, 6},  {"calib-max", required_argument, 0, 7},
+        {"calib-method", required_argument, 0, 8}, {"calib-cache", required_argument, 0, 9},
         {"help", no_argument, 0, 'h'},             {0, 0, 0, 0}};
+    const char *calib = NULL, *calib_dir = NULL, *calib_method = NULL, *calib_cache = NULL;
+    int64_t calib_batch = 0, calib_max = 0;
     const char *out = NULL, *shapes = NULL, *mins[MAX_PROFILES], *opts_[MAX_PROFILES], *maxs[MAX_PROFILES];
     const char *layer_prec[256];
     int nmin = 0, nopt = 0, nmax = 0, nlp = 0, level = 2;
@@ -100,6 +123,19 @@ int cmd_build(int argc, char **argv) {
             else if (strcmp(optarg, "cuda") == 0) device = KILN_DEVICE_CUDA;
             else return cli_usage_error("build", "--device must be cpu or cuda, not '%s'", optarg);
             break;
+        case 4: calib = optarg; break;
+        case 5: calib_dir = optarg; break;
+        case 6:
+        case 7: {
+            char *end;
+            long long v = strtoll(optarg, &end, 10);
+            if (end == optarg || *end || v < 1)
+                return cli_usage_error("build", "--calib-%s wants a positive count, not '%s'", c == 6 ? "batch" : "max", optarg);
+            *(c == 6 ? &calib_batch : &calib_max) = v;
+            break;
+        }
+        case 8: calib_method = optarg; break;
+        case 9: calib_cache = optarg; break;
         case 'O': level = atoi(optarg); break;
         case 'j': json = true; break;
         case 'h': help(); return 0;
@@ -110,6 +146,15 @@ int cmd_build(int argc, char **argv) {
     if (!out) return cli_usage_error("build", "-o OUT.kiln is required");
     if (nmin != nopt || nmin != nmax) return cli_usage_error("build", "give --min-shapes, --opt-shapes and --max-shapes the same number of times");
     if (shapes && nmin) return cli_usage_error("build", "--shapes and --min/--opt/--max-shapes exclude each other");
+    if (calib && calib_dir) return cli_usage_error("build", "--calib and --calib-dir exclude each other");
+    bool int8 = (precisions & KILN_PRECISION_INT8) != 0;
+    if (!int8 && (calib || calib_dir || calib_method || calib_cache || calib_batch || calib_max))
+        return cli_usage_error("build", "the --calib* options need --int8");
+    if (int8 && !calib && !calib_dir && !calib_cache)
+        return cli_usage_error("build", "--int8 needs calibration data (--calib FILE.npz or --calib-dir DIR) or --calib-cache FILE");
+    if (calib_method && strcmp(calib_method, "entropy") && strcmp(calib_method, "minmax") && strcmp(calib_method, "percentile") &&
+        strcmp(calib_method, "mse"))
+        return cli_usage_error("build", "--calib-method must be entropy, minmax, percentile or mse, not '%s'", calib_method);
     const char *model_path = argv[optind];
     bool progress = cli_interactive() && !json;
     double t0 = now_s();
@@ -126,6 +171,9 @@ int cmd_build(int argc, char **argv) {
     if ((s = kiln_builder_set_precisions(b, precisions))) goto fail;
     if ((s = kiln_builder_set_optimization_level(b, level))) goto fail;
     if ((s = kiln_builder_set_workspace(b, (uint64_t)(workspace_mib * 1048576.0)))) goto fail;
+    if (int8 && (s = kiln_builder_set_calibration(b, calib ? calib : calib_dir, calib_method, calib_batch, calib_max, calib_cache,
+                                                  progress ? calib_progress : NULL, NULL)))
+        goto fail;
     for (int k = 0; k < nlp; k++) {
         const char *colon = strrchr(layer_prec[k], ':');
         kiln_precision p;

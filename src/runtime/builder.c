@@ -6,9 +6,13 @@
 
 #include "../onnx/export.h"
 #include "../ops/op.h"
+#include "../passes/quantize.h"
+#include "../quant/cache.h"
+#include "../quant/collect.h"
 #include "onnx.pb-c.h"
 
 #include <string.h>
+#include <sys/stat.h>
 
 kiln_status kiln_builder_create(kiln_builder_t **out) {
     if (!out) return kiln_error(KILN_STATUS_INVALID_ARGUMENT, "kiln_builder_create: NULL argument");
@@ -28,7 +32,34 @@ void kiln_builder_destroy(kiln_builder_t *b) {
     free(b->profiles);
     for (int k = 0; k < b->n_layer_precisions; k++) free(b->layer_precisions[k].node);
     free(b->layer_precisions);
+    free(b->calib_data);
+    free(b->calib_method);
+    free(b->calib_cache);
     free(b);
+}
+
+kiln_status kiln_builder_set_calibration(kiln_builder_t *b, const char *data, const char *method, int64_t batch,
+                                         int64_t max_samples, const char *cache,
+                                         void (*progress)(int64_t done, int64_t total, void *user), void *user) {
+    if (!b) return kiln_error(KILN_STATUS_INVALID_ARGUMENT, "kiln_builder_set_calibration: NULL builder");
+    if (batch < 0 || max_samples < 0)
+        return kiln_error(KILN_STATUS_INVALID_ARGUMENT, "calibration batch (%lld) and sample limit (%lld) must be >= 0",
+                          (long long)batch, (long long)max_samples);
+    kiln_calib_method m;
+    if (method) KILN_TRY(kiln_calib_method_parse(method, &m));
+    free(b->calib_data);
+    free(b->calib_method);
+    free(b->calib_cache);
+    b->calib_data = data ? kiln_strdup(data) : NULL;
+    b->calib_method = method ? kiln_strdup(method) : NULL;
+    b->calib_cache = cache ? kiln_strdup(cache) : NULL;
+    if ((data && !b->calib_data) || (method && !b->calib_method) || (cache && !b->calib_cache))
+        return kiln_error(KILN_STATUS_OUT_OF_MEMORY, "out of memory");
+    b->calib_batch = batch;
+    b->calib_max = max_samples;
+    b->calib_progress = progress;
+    b->calib_user = user;
+    return KILN_STATUS_OK;
 }
 
 kiln_status kiln_builder_set_device(kiln_builder_t *b, kiln_device d) {
@@ -172,25 +203,130 @@ static kiln_status copy_model(const kiln_graph *g, int opset, const char *what, 
     return s;
 }
 
+/* Activation scales for INT8, by ONNX value name: from the calibration cache when it exists
+ * (fingerprint checked), else by calibrating m (the original graph, before any pass) over the
+ * calibration data, then written to the cache path when one is given. */
+static void scales_free(kiln_quant_scales *sc) {
+    for (int64_t i = 0; i < sc->n; i++) free((char *)sc->names[i]);
+    free((void *)sc->names);
+    free((void *)sc->scales);
+    memset(sc, 0, sizeof *sc);
+}
+
+static kiln_status int8_scales(const kiln_builder_t *b, const kiln_model *m, kiln_quant_scales *out) {
+    memset(out, 0, sizeof *out);
+    uint64_t fp = kiln_calib_fingerprint(m->graph);
+    struct stat st;
+    if (b->calib_cache && stat(b->calib_cache, &st) == 0) {
+        kiln_calib_entry *ent = NULL;
+        int64_t n = 0;
+        char *alg = NULL;
+        bool checked = false;
+        kiln_status s = kiln_calib_cache_read(b->calib_cache, fp, &ent, &n, &alg, &checked);
+        free(alg);
+        if (s) return kiln_error_prefix(s, "int8 calibration cache %s", b->calib_cache);
+        const char **names = kiln_calloc((size_t)(n ? n : 1), sizeof *names);
+        float *scales = kiln_calloc((size_t)(n ? n : 1), sizeof *scales);
+        if (!names || !scales) {
+            free(names);
+            free(scales);
+            kiln_calib_entries_free(ent, n);
+            return kiln_error(KILN_STATUS_OUT_OF_MEMORY, "out of memory");
+        }
+        for (int64_t i = 0; i < n; i++) {
+            names[i] = ent[i].name; /* taken over */
+            ent[i].name = NULL;
+            scales[i] = ent[i].scale;
+        }
+        kiln_calib_entries_free(ent, n);
+        out->names = names;
+        out->scales = scales;
+        out->n = n;
+        return KILN_STATUS_OK;
+    }
+    if (!b->calib_data)
+        return kiln_error(KILN_STATUS_INVALID_ARGUMENT,
+                          "int8 needs calibration: give calibration data (--calib FILE.npz or --calib-dir DIR)%s%s%s",
+                          b->calib_cache ? " or an existing calibration cache (" : "", b->calib_cache ? b->calib_cache : "",
+                          b->calib_cache ? " does not exist)" : "");
+    kiln_calib_method method = KILN_CALIB_ENTROPY;
+    if (b->calib_method) KILN_TRY(kiln_calib_method_parse(b->calib_method, &method));
+    kiln_calib_source_kind kind = stat(b->calib_data, &st) == 0 && S_ISDIR(st.st_mode) ? KILN_CALIB_SOURCE_DIR : KILN_CALIB_SOURCE_NPZ;
+    kiln_calib_source_options so = {.batch = b->calib_batch, .max_samples = b->calib_max};
+    kiln_calib_source *src = NULL;
+    kiln_calib_result *r = NULL;
+    kiln_status s = kiln_calib_source_open(kind, m, b->calib_data, &so, &src);
+    if (s == KILN_STATUS_OK) s = kiln_calib_collect(m, src, NULL, b->calib_progress, b->calib_user, &r);
+    kiln_calib_source_destroy(src);
+    if (s) {
+        kiln_calib_result_free(r);
+        return kiln_error_prefix(s, "int8 calibration");
+    }
+    const char **names = kiln_calloc((size_t)(r->n ? r->n : 1), sizeof *names);
+    float *scales = kiln_calloc((size_t)(r->n ? r->n : 1), sizeof *scales);
+    int64_t n = 0;
+    if (!names || !scales) s = kiln_error(KILN_STATUS_OUT_OF_MEMORY, "out of memory");
+    for (int64_t i = 0; s == KILN_STATUS_OK && i < r->n; i++) {
+        const kiln_calib_tensor *t = &r->tensors[i];
+        if (!t->valid) continue;
+        names[n] = kiln_strdup(t->name);
+        if (!names[n]) {
+            s = kiln_error(KILN_STATUS_OUT_OF_MEMORY, "out of memory");
+            break;
+        }
+        scales[n++] = kiln_calib_scale(t->amax[method]);
+    }
+    kiln_calib_result_free(r);
+    out->names = names;
+    out->scales = scales;
+    out->n = n;
+    if (s == KILN_STATUS_OK && b->calib_cache)
+        s = kiln_calib_cache_write(b->calib_cache, kiln_calib_method_cache_name(method), fp, names, scales, n);
+    if (s) scales_free(out);
+    return s;
+}
+
 kiln_status kiln_builder_build(const kiln_builder_t *b, const kiln_model_t *m, kiln_engine_t **out) {
     if (!b || !m || !out) return kiln_error(KILN_STATUS_INVALID_ARGUMENT, "kiln_builder_build: NULL argument");
     *out = NULL;
-    if (b->precisions & (KILN_PRECISION_FP16 | KILN_PRECISION_BF16 | KILN_PRECISION_INT8))
+    if (b->precisions & (KILN_PRECISION_FP16 | KILN_PRECISION_BF16))
         return kiln_error(KILN_STATUS_UNSUPPORTED,
-                          "%s%s%sengines are not supported yet: the CPU backend runs fp32 (reduced precisions come with the INT8 and CUDA backends)",
-                          b->precisions & KILN_PRECISION_FP16 ? "fp16 " : "", b->precisions & KILN_PRECISION_BF16 ? "bf16 " : "",
-                          b->precisions & KILN_PRECISION_INT8 ? "int8 " : "");
+                          "%s%sengines are not supported yet: the CPU backend runs fp32 and int8 (reduced float precisions come with the CUDA backend)",
+                          b->precisions & KILN_PRECISION_FP16 ? "fp16 " : "", b->precisions & KILN_PRECISION_BF16 ? "bf16 " : "");
+    bool int8 = (b->precisions & KILN_PRECISION_INT8) != 0;
+    if (int8 && m->opset < KILN_QUANT_MIN_OPSET)
+        return kiln_error(KILN_STATUS_UNSUPPORTED, "int8 engines need a model of opset >= %d (per-axis DequantizeLinear); %s is opset %d",
+                          KILN_QUANT_MIN_OPSET, m->path ? m->path : "the model", m->opset);
     for (int k = 0; k < b->n_layer_precisions; k++) {
         bool found = false;
         for (int i = 0; i < m->graph->n_nodes; i++) found |= strcmp(m->graph->nodes[i].name, b->layer_precisions[k].node) == 0;
         if (!found) return kiln_error(KILN_STATUS_INVALID_ARGUMENT, "--layer-precision names node '%s', which the model does not have", b->layer_precisions[k].node);
-        if (b->layer_precisions[k].p != KILN_PRECISION_FP32)
-            return kiln_error(KILN_STATUS_UNSUPPORTED, "node '%s': only fp32 layers exist in this build", b->layer_precisions[k].node);
+        if (b->layer_precisions[k].p != KILN_PRECISION_FP32 && !(int8 && b->layer_precisions[k].p == KILN_PRECISION_INT8))
+            return kiln_error(KILN_STATUS_UNSUPPORTED, "node '%s': only fp32%s layers exist in this build", b->layer_precisions[k].node,
+                              int8 ? " and int8" : "");
+    }
+    kiln_quant_scales scales = {0};
+    const char **fp32_nodes = NULL;
+    int n_fp32 = 0;
+    kiln_status s = KILN_STATUS_OK;
+    if (int8) {
+        KILN_TRY(int8_scales(b, m, &scales));
+        fp32_nodes = kiln_calloc((size_t)(b->n_layer_precisions + 1), sizeof *fp32_nodes);
+        if (!fp32_nodes) {
+            scales_free(&scales);
+            return kiln_error(KILN_STATUS_OUT_OF_MEMORY, "out of memory");
+        }
+        for (int k = 0; k < b->n_layer_precisions; k++)
+            if (b->layer_precisions[k].p == KILN_PRECISION_FP32) fp32_nodes[n_fp32++] = b->layer_precisions[k].node;
     }
     kiln_engine *e = kiln_calloc(1, sizeof *e);
-    if (!e) return kiln_error(KILN_STATUS_OUT_OF_MEMORY, "out of memory");
+    if (!e) {
+        scales_free(&scales);
+        free(fp32_nodes);
+        return kiln_error(KILN_STATUS_OUT_OF_MEMORY, "out of memory");
+    }
     const char *what = m->path ? m->path : "<model>";
-    kiln_status s = copy_model(m->graph, m->opset, what, m->base_dir, &e->model);
+    s = copy_model(m->graph, m->opset, what, m->base_dir, &e->model);
     if (s != KILN_STATUS_OK) goto fail;
     kiln_graph *g = e->model.graph;
     snprintf(e->backend, sizeof e->backend, "ref");
@@ -204,6 +340,14 @@ kiln_status kiln_builder_build(const kiln_builder_t *b, const kiln_model_t *m, k
         const Onnx__ModelProto *mp = m->proto;
         po.promote_initializer_inputs = mp && mp->has_ir_version && mp->ir_version < 4;
         if ((s = kiln_passes_run(g, &po, &e->passes))) goto fail;
+    }
+    if (int8) {
+        kiln_quant_options qo = {.fp32_nodes = fp32_nodes, .n_fp32_nodes = n_fp32};
+        kiln_pass_stats qst;
+        if ((s = kiln_pass_quantize(g, &scales, &qo, &qst))) goto fail;
+        if (e->passes.n < (int)(sizeof e->passes.items / sizeof e->passes.items[0])) e->passes.items[e->passes.n++] = qst;
+    }
+    if (b->opt_level > 0 || int8) {
         kiln_model optimized;
         s = copy_model(g, e->model.opset, what, m->base_dir, &optimized);
         kiln_model_free_contents(&e->model);
@@ -224,9 +368,13 @@ kiln_status kiln_builder_build(const kiln_builder_t *b, const kiln_model_t *m, k
             goto fail;
         }
     }
+    scales_free(&scales);
+    free(fp32_nodes);
     *out = e;
     return KILN_STATUS_OK;
 fail:
+    scales_free(&scales);
+    free(fp32_nodes);
     kiln_engine_destroy(e);
     return s;
 }

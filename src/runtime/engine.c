@@ -171,7 +171,18 @@ kiln_status kiln_engine_describe(const kiln_engine_t *e, char **json) {
         cJSON_AddStringToObject(o, "op", kiln_op_name(n->op));
         if (n->act.kind != KILN_ACT_NONE) cJSON_AddStringToObject(o, "fused_activation", kiln_act_name(n->act.kind));
         cJSON_AddStringToObject(o, "kernel", "ref");
-        cJSON_AddStringToObject(o, "precision", "fp32");
+        bool int8 = n->op == KILN_OP_QLinearConv || n->op == KILN_OP_QLinearMatMul || n->op == KILN_OP_ConvInteger ||
+                    n->op == KILN_OP_MatMulInteger ||
+                    (n->op == KILN_OP_Relu && n->n_inputs > 0 && n->inputs[0] >= 0 && g->values[n->inputs[0]].type.dtype == KILN_DTYPE_I8);
+        cJSON_AddStringToObject(o, "precision", int8 ? "int8" : "fp32");
+        /* The output scale where a constant gives it: y_scale of the QLinear ops, the scale of Q/DQ. */
+        int sv = n->op == KILN_OP_QLinearConv || n->op == KILN_OP_QLinearMatMul ? 6
+                 : n->op == KILN_OP_QuantizeLinear || n->op == KILN_OP_DequantizeLinear ? 1 : -1;
+        if (sv >= 0 && sv < n->n_inputs && n->inputs[sv] >= 0) {
+            const kiln_tensor *st = &g->values[n->inputs[sv]].type;
+            if (st->data && st->dtype == KILN_DTYPE_F32 && kiln_shape_count(st->rank, st->dims) == 1)
+                cJSON_AddNumberToObject(o, "output_scale", (double)*(const float *)st->data);
+        }
         cJSON *ins = cJSON_AddArrayToObject(o, "inputs"), *outs = cJSON_AddArrayToObject(o, "outputs");
         for (int k = 0; k < n->n_declared; k++) {
             cJSON *t = cJSON_CreateObject();

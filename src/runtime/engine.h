@@ -78,6 +78,11 @@ struct kiln_builder {
     } *profiles;
     int n_layer_precisions;
     struct { char *node; kiln_precision p; } *layer_precisions;
+    /* INT8 calibration (kiln_builder_set_calibration) */
+    char *calib_data, *calib_method, *calib_cache;
+    int64_t calib_batch, calib_max;
+    void (*calib_progress)(int64_t done, int64_t total, void *user);
+    void *calib_user;
 };
 
 /* Value id or omitted-output slot written by output j of node i (see kiln_mem_plan). */
