@@ -60,6 +60,9 @@ extern const kiln_op_def kiln_op_table[KILN_OP_COUNT];
 int kiln_op_find(const char *onnx_name);
 const char *kiln_op_name(int op);
 
+/* True when the op's outputs are a function of its declared inputs alone: not random, and no
+ * subgraph (If, Loop, Scan). Such nodes may be evaluated ahead of time. */
+bool kiln_op_pure(int op);
 /* True for kiln-internal ops made by passes (family "fused"): domain "kiln" in engine files. */
 bool kiln_op_is_internal(int op);
 

@@ -22,6 +22,16 @@ const char *kiln_op_name(int op) {
     return op >= 0 && op < KILN_OP_COUNT ? kiln_op_table[op].name : "?";
 }
 
+bool kiln_op_pure(int op) {
+    switch (op) {
+    case KILN_OP_If: case KILN_OP_Loop: case KILN_OP_Scan:
+    case KILN_OP_RandomNormal: case KILN_OP_RandomUniform: case KILN_OP_RandomNormalLike:
+    case KILN_OP_RandomUniformLike: case KILN_OP_Bernoulli: case KILN_OP_Multinomial:
+        return false;
+    default: return true;
+    }
+}
+
 bool kiln_op_is_internal(int op) {
     return op >= 0 && op < KILN_OP_COUNT && strcmp(kiln_op_table[op].family, "fused") == 0;
 }

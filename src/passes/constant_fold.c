@@ -13,14 +13,9 @@
 #define FOLD_MAX_BYTES ((size_t)64 << 20)
 
 static bool foldable_op(int op) {
-    switch (op) {
-    case KILN_OP_If: case KILN_OP_Loop: case KILN_OP_Scan:
-    case KILN_OP_RandomNormal: case KILN_OP_RandomUniform: case KILN_OP_RandomNormalLike:
-    case KILN_OP_RandomUniformLike: case KILN_OP_Bernoulli: case KILN_OP_Multinomial:
-    case KILN_OP_QuantizeLinear: case KILN_OP_DequantizeLinear: case KILN_OP_DynamicQuantizeLinear:
-        return false;
-    default: return true;
-    }
+    /* Q/DQ stay: the INT8 work moves them, it does not compute them away */
+    return kiln_op_pure(op) && op != KILN_OP_QuantizeLinear && op != KILN_OP_DequantizeLinear &&
+           op != KILN_OP_DynamicQuantizeLinear;
 }
 
 static bool too_big(size_t out_bytes) { return out_bytes > FOLD_MAX_BYTES; }

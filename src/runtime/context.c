@@ -29,6 +29,7 @@ struct kiln_context {
     binding *outputs;        /* per graph output */
     kiln_tensor *slots;      /* per plan slot: the value as of the last run */
     bool *heap;              /* slot data was allocated at run time (dynamic) */
+    kiln_slot_map map;       /* node output -> slot */
     int n_slots;
     bool ran;
 };
@@ -64,7 +65,8 @@ kiln_status kiln_context_create(const kiln_engine_t *e, kiln_context_t **out) {
     c->heap = kiln_calloc((size_t)(c->n_slots ? c->n_slots : 1), sizeof(bool));
     c->naive_offsets = kiln_calloc((size_t)(c->n_slots ? c->n_slots : 1), sizeof(uint64_t));
     c->arena = aligned_alloc(KILN_ARENA_ALIGN, (c->arena_bytes + KILN_ARENA_ALIGN - 1) / KILN_ARENA_ALIGN * KILN_ARENA_ALIGN + KILN_ARENA_ALIGN);
-    if (!c->inputs || !c->outputs || !c->slots || !c->heap || !c->naive_offsets || !c->arena) {
+    if (!c->inputs || !c->outputs || !c->slots || !c->heap || !c->naive_offsets || !c->arena ||
+        kiln_slot_map_build(g, &c->map) != KILN_STATUS_OK) {
         kiln_context_destroy(c);
         return kiln_error(KILN_STATUS_OUT_OF_MEMORY, "cannot allocate a context's %llu-byte arena", (unsigned long long)c->arena_bytes);
     }
@@ -81,6 +83,7 @@ void kiln_context_destroy(kiln_context_t *c) {
     free(c->heap);
     free(c->naive_offsets);
     free(c->arena);
+    kiln_slot_map_free(&c->map);
     free(c);
 }
 
@@ -226,7 +229,7 @@ static kiln_status run_node(kiln_context_t *c, int i) {
     memset(out, 0, sizeof(kiln_tensor) * (size_t)n->n_outputs);
     for (int j = 0; j < n->n_outputs; j++) {
         out[j].rank = -1;
-        slot[j] = kiln_plan_slot_of(g, i, j);
+        slot[j] = kiln_slot_of(&c->map, i, j);
     }
     const kiln_op_def *op = &kiln_op_table[n->op];
     KILN_TRY(op->infer(n, in, out));

@@ -31,7 +31,7 @@ typedef struct kiln_slot_plan {
 } kiln_slot_plan;
 
 /* The memory plan of one profile. Slots are the graph's values (ids 0..n_values-1) followed by
- * one slot per omitted optional node output, numbered in node order (kiln_plan_slot_of). */
+ * one slot per omitted optional node output, numbered in node order (kiln_slot_map). */
 typedef struct kiln_mem_plan {
     int n_slots;
     kiln_slot_plan *slots;
@@ -85,8 +85,15 @@ struct kiln_builder {
     void *calib_user;
 };
 
-/* Value id or omitted-output slot written by output j of node i (see kiln_mem_plan). */
-int kiln_plan_slot_of(const kiln_graph *g, int node, int output);
+/* The slot written by each node output (see kiln_mem_plan): slot[first[i] + j] for output j of
+ * node i. Built once per graph (planner, context), so no lookup walks the graph. */
+typedef struct kiln_slot_map {
+    int *first; /* per node: index of its first output in slot[] */
+    int *slot;  /* per node output, in node order */
+} kiln_slot_map;
+kiln_status kiln_slot_map_build(const kiln_graph *g, kiln_slot_map *m);
+void kiln_slot_map_free(kiln_slot_map *m);
+static inline int kiln_slot_of(const kiln_slot_map *m, int node, int output) { return m->slot[m->first[node] + output]; }
 int kiln_plan_num_slots(const kiln_graph *g);
 
 /* Plans memory for one profile (the engine's graph, its profile dims) into plan. */

@@ -20,43 +20,55 @@ int kiln_plan_num_slots(const kiln_graph *g) {
     return n;
 }
 
-int kiln_plan_slot_of(const kiln_graph *g, int node, int output) {
-    int v = g->nodes[node].outputs[output];
-    if (v >= 0) return v;
-    int k = g->n_values;
-    for (int i = 0; i <= node; i++)
+kiln_status kiln_slot_map_build(const kiln_graph *g, kiln_slot_map *m) {
+    int total = 0;
+    for (int i = 0; i < g->n_nodes; i++) total += g->nodes[i].n_outputs;
+    m->first = kiln_malloc(sizeof(int) * (size_t)(g->n_nodes ? g->n_nodes : 1));
+    m->slot = kiln_malloc(sizeof(int) * (size_t)(total ? total : 1));
+    if (!m->first || !m->slot) {
+        kiln_slot_map_free(m);
+        return kiln_error(KILN_STATUS_OUT_OF_MEMORY, "out of memory");
+    }
+    int k = 0, omitted = g->n_values;
+    for (int i = 0; i < g->n_nodes; i++) {
+        m->first[i] = k;
         for (int j = 0; j < g->nodes[i].n_outputs; j++) {
-            if (i == node && j == output) return k;
-            k += g->nodes[i].outputs[j] < 0;
+            int v = g->nodes[i].outputs[j];
+            m->slot[k++] = v >= 0 ? v : omitted++;
         }
-    return -1;
+    }
+    return KILN_STATUS_OK;
 }
 
-static bool op_named(int op, const char *name) { return strcmp(kiln_op_name(op), name) == 0; }
+void kiln_slot_map_free(kiln_slot_map *m) {
+    free(m->first);
+    free(m->slot);
+    m->first = m->slot = NULL;
+}
 
 bool kiln_op_alias(int op) {
-    return op_named(op, "Reshape") || op_named(op, "Flatten") || op_named(op, "Squeeze") ||
-           op_named(op, "Unsqueeze") || op_named(op, "Identity");
+    switch (op) {
+    case KILN_OP_Reshape: case KILN_OP_Flatten: case KILN_OP_Squeeze: case KILN_OP_Unsqueeze: case KILN_OP_Identity:
+        return true;
+    default: return false;
+    }
 }
 
 bool kiln_op_inplace(int op) {
-    static const char *const names[] = {"Relu", "Sigmoid", "Tanh", "Exp", "Log", "Neg", "Abs", "Sqrt", "Erf",
-                                        "LeakyRelu", "Elu", "Selu", "HardSigmoid", "HardSwish", "Softplus",
-                                        "Gelu", "Mish", "Add", "Sub", "Mul", "Div", "Clip", "Reciprocal"};
-    for (size_t i = 0; i < sizeof names / sizeof *names; i++)
-        if (op_named(op, names[i])) return true;
-    return kiln_op_alias(op);
-}
-
-static bool deterministic(int op) {
-    const char *n = kiln_op_name(op);
-    return strncmp(n, "Random", 6) != 0 && strcmp(n, "Bernoulli") != 0 && strcmp(n, "Multinomial") != 0 &&
-           strcmp(n, "If") != 0 && strcmp(n, "Loop") != 0 && strcmp(n, "Scan") != 0;
+    switch (op) {
+    case KILN_OP_Relu: case KILN_OP_Sigmoid: case KILN_OP_Tanh: case KILN_OP_Exp: case KILN_OP_Log: case KILN_OP_Neg:
+    case KILN_OP_Abs: case KILN_OP_Sqrt: case KILN_OP_Erf: case KILN_OP_LeakyRelu: case KILN_OP_Elu: case KILN_OP_Selu:
+    case KILN_OP_HardSigmoid: case KILN_OP_HardSwish: case KILN_OP_Softplus: case KILN_OP_Gelu: case KILN_OP_Mish:
+    case KILN_OP_Add: case KILN_OP_Sub: case KILN_OP_Mul: case KILN_OP_Div: case KILN_OP_Clip: case KILN_OP_Reciprocal:
+        return true;
+    default: return kiln_op_alias(op);
+    }
 }
 
 /* Shapes (and small data) of every slot for one set of input dims. types has n_slots entries;
  * constants are borrowed views (flags 0), computed data is owned. */
-static kiln_status eval_shapes(const kiln_graph *g, const kiln_tensor *input_types, kiln_tensor *types) {
+static kiln_status eval_shapes(const kiln_graph *g, const kiln_slot_map *map, const kiln_tensor *input_types,
+                               kiln_tensor *types) {
     for (int v = 0; v < g->n_values; v++) {
         types[v] = g->values[v].type;
         types[v].flags = 0;
@@ -69,7 +81,6 @@ static kiln_status eval_shapes(const kiln_graph *g, const kiln_tensor *input_typ
             memcpy(t->dims, input_types[i].dims, sizeof t->dims);
             t->data = NULL; /* an input with a default initializer is still an input */
         }
-    int shape_op = kiln_op_find("Shape"), size_op = kiln_op_find("Size");
     kiln_tensor *in[256];
     kiln_tensor out[64];
     for (int i = 0; i < g->n_nodes; i++) {
@@ -89,8 +100,8 @@ static kiln_status eval_shapes(const kiln_graph *g, const kiln_tensor *input_typ
             int64_t c = out[j].rank >= 0 ? kiln_shape_count(out[j].rank, out[j].dims) : -1;
             if (c < 0 || c > EVAL_MAX_ELEMS) small = false;
         }
-        bool shape_only = (n->op == shape_op || n->op == size_op) && in[0] && in[0]->rank >= 0 && kiln_shape_known(in[0]);
-        if (small && deterministic(n->op) && (all_data || shape_only)) {
+        bool shape_only = (n->op == KILN_OP_Shape || n->op == KILN_OP_Size) && in[0] && in[0]->rank >= 0 && kiln_shape_known(in[0]);
+        if (small && kiln_op_pure(n->op) && (all_data || shape_only)) {
             uint8_t dummy[1] = {0};
             kiln_tensor shape_view;
             if (shape_only && !in[0]->data) { /* Shape/Size read dims only */
@@ -105,7 +116,7 @@ static kiln_status eval_shapes(const kiln_graph *g, const kiln_tensor *input_typ
                 return s;
             }
         }
-        for (int j = 0; j < n->n_outputs; j++) types[kiln_plan_slot_of(g, i, j)] = out[j];
+        for (int j = 0; j < n->n_outputs; j++) types[kiln_slot_of(map, i, j)] = out[j];
     }
     return KILN_STATUS_OK;
 }
@@ -170,7 +181,9 @@ kiln_status kiln_plan_memory(const kiln_graph *g, const kiln_profile_dims *input
     int *def = kiln_malloc(sizeof(int) * (size_t)ns), *last = kiln_malloc(sizeof(int) * (size_t)ns);
     int *buf_of = kiln_malloc(sizeof(int) * (size_t)ns), *order = kiln_malloc(sizeof(int) * (size_t)ns);
     buffer *bufs = kiln_calloc((size_t)ns, sizeof(buffer));
-    kiln_status s = KILN_STATUS_OK;
+    kiln_slot_map map = {0};
+    kiln_status s = kiln_slot_map_build(g, &map);
+    if (s != KILN_STATUS_OK) goto out;
     if (!plan->slots || !types || !in_types || !def || !last || !buf_of || !order || !bufs) {
         s = kiln_error(KILN_STATUS_OUT_OF_MEMORY, "out of memory planning memory");
         goto out;
@@ -183,7 +196,7 @@ kiln_status kiln_plan_memory(const kiln_graph *g, const kiln_profile_dims *input
             if (inputs[i].rank >= 0) memcpy(in_types[i].dims, d, sizeof(int64_t) * (size_t)inputs[i].rank);
         }
         memset(types, 0, sizeof(kiln_tensor) * (size_t)ns);
-        s = eval_shapes(g, in_types, types);
+        s = eval_shapes(g, &map, in_types, types);
         for (int v = 0; s == KILN_STATUS_OK && v < ns; v++) {
             kiln_slot_plan *sp = &plan->slots[v];
             if (which > 0 && sp->offset == KILN_PLAN_DYNAMIC) continue;
@@ -210,7 +223,7 @@ kiln_status kiln_plan_memory(const kiln_graph *g, const kiln_profile_dims *input
     for (int v = 0; v < ns; v++) def[v] = last[v] = -1;
     for (int i = 0; i < g->n_nodes; i++) {
         for (int j = 0; j < g->nodes[i].n_outputs; j++) {
-            int sl = kiln_plan_slot_of(g, i, j);
+            int sl = kiln_slot_of(&map, i, j);
             def[sl] = last[sl] = i;
         }
         for (int k = 0; k < g->nodes[i].n_inputs; k++)
@@ -224,7 +237,7 @@ kiln_status kiln_plan_memory(const kiln_graph *g, const kiln_profile_dims *input
     for (int i = 0; i < g->n_nodes; i++) {
         const kiln_node *n = &g->nodes[i];
         for (int j = 0; j < n->n_outputs; j++) {
-            int sl = kiln_plan_slot_of(g, i, j);
+            int sl = kiln_slot_of(&map, i, j);
             if (plan->slots[sl].offset != 0 || def[sl] < 0) continue;
             int src = n->n_declared > 0 ? n->inputs[0] : -1;
             if (!no_plan && j == 0 && kiln_op_inplace(n->op) && n->act.kind == KILN_ACT_NONE && src >= 0 &&
@@ -267,6 +280,7 @@ out:
     free(buf_of);
     free(order);
     free(bufs);
+    kiln_slot_map_free(&map);
     if (s != KILN_STATUS_OK) kiln_mem_plan_free(plan);
     return s;
 }
