@@ -161,6 +161,10 @@ kiln_status kiln_builder_set_optimization_level(kiln_builder_t *b, int level);
 /* Scratch memory kernels may use beyond the activation arena (bytes; 0 = no limit). */
 kiln_status kiln_builder_set_workspace(kiln_builder_t *b, uint64_t bytes);
 /* Keeps the named node at precision p whatever the builder would choose. */
+/* The CUDA backend times several implementations of some kernels (cuBLASLt and cuDNN
+ * algorithms) while building and keeps the fastest. This file (created when missing, written
+ * after the build) remembers those choices so rebuilds are fast and make the same ones. */
+kiln_status kiln_builder_set_timing_cache(kiln_builder_t *b, const char *path);
 kiln_status kiln_builder_set_layer_precision(kiln_builder_t *b, const char *node, kiln_precision p);
 /* INT8 post-training calibration (with KILN_PRECISION_INT8; docs/engines.md). data: an .npz (one
  * array per input, samples on a leading axis) or a folder of .npy/.npz files (a directory path),

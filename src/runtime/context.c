@@ -4,35 +4,14 @@
  * offset (or to the caller's buffer for a bound graph output); shapes come from each op's
  * infer on the real inputs and must fit the plan. Values whose size depends on data are the
  * only allocations a run makes; they are freed at the next run. */
-#include "engine.h"
+#include "context.h"
+#ifdef KILN_HAVE_CUDA
+#include "../backends/cuda/cuda_exec.h"
+#endif
 
 #include "../ops/op.h"
 
 #include <string.h>
-
-typedef struct binding {
-    void *data;
-    size_t bytes;
-    bool has_shape;
-    int rank;
-    int64_t dims[KILN_MAX_RANK];
-} binding;
-
-struct kiln_context {
-    const kiln_engine *e;
-    int profile;
-    uint8_t *arena;
-    uint64_t arena_bytes;
-    bool naive;              /* KILN_NO_MEMORY_PLAN: every slot its own region */
-    uint64_t *naive_offsets; /* per slot, when naive */
-    binding *inputs;         /* per graph input */
-    binding *outputs;        /* per graph output */
-    kiln_tensor *slots;      /* per plan slot: the value as of the last run */
-    bool *heap;              /* slot data was allocated at run time (dynamic) */
-    kiln_slot_map map;       /* node output -> slot */
-    int n_slots;
-    bool ran;
-};
 
 static const kiln_mem_plan *plan_of(const kiln_context_t *c) { return &c->e->profiles[c->profile].plan; }
 
@@ -64,18 +43,31 @@ kiln_status kiln_context_create(const kiln_engine_t *e, kiln_context_t **out) {
     c->slots = kiln_calloc((size_t)(c->n_slots ? c->n_slots : 1), sizeof(kiln_tensor));
     c->heap = kiln_calloc((size_t)(c->n_slots ? c->n_slots : 1), sizeof(bool));
     c->naive_offsets = kiln_calloc((size_t)(c->n_slots ? c->n_slots : 1), sizeof(uint64_t));
-    c->arena = aligned_alloc(KILN_ARENA_ALIGN, (c->arena_bytes + KILN_ARENA_ALIGN - 1) / KILN_ARENA_ALIGN * KILN_ARENA_ALIGN + KILN_ARENA_ALIGN);
-    if (!c->inputs || !c->outputs || !c->slots || !c->heap || !c->naive_offsets || !c->arena ||
+    bool gpu = e->gpu != NULL; /* a cuda engine: the arena is on the device */
+    if (!gpu) c->arena = aligned_alloc(KILN_ARENA_ALIGN, (c->arena_bytes + KILN_ARENA_ALIGN - 1) / KILN_ARENA_ALIGN * KILN_ARENA_ALIGN + KILN_ARENA_ALIGN);
+    if (!c->inputs || !c->outputs || !c->slots || !c->heap || !c->naive_offsets || (!gpu && !c->arena) ||
         kiln_slot_map_build(g, &c->map) != KILN_STATUS_OK) {
         kiln_context_destroy(c);
         return kiln_error(KILN_STATUS_OUT_OF_MEMORY, "cannot allocate a context's %llu-byte arena", (unsigned long long)c->arena_bytes);
     }
+#ifdef KILN_HAVE_CUDA
+    if (gpu) {
+        kiln_status s = kiln_cuda_context_create(c);
+        if (s != KILN_STATUS_OK) {
+            kiln_context_destroy(c);
+            return s;
+        }
+    }
+#endif
     *out = c;
     return kiln_context_set_profile(c, 0);
 }
 
 void kiln_context_destroy(kiln_context_t *c) {
     if (!c) return;
+#ifdef KILN_HAVE_CUDA
+    kiln_cuda_context_destroy(c->gpu, c->e->model.graph->n_nodes, c->e->model.graph->n_inputs);
+#endif
     if (c->slots && c->heap) free_heap(c);
     free(c->inputs);
     free(c->outputs);
@@ -267,6 +259,9 @@ static kiln_status run_node(kiln_context_t *c, int i) {
 
 kiln_status kiln_context_run(kiln_context_t *c) {
     const kiln_graph *g = c->e->model.graph;
+#ifdef KILN_HAVE_CUDA
+    if (c->gpu) return kiln_cuda_context_run(c);
+#endif
     c->ran = false;
     free_heap(c);
     for (int v = 0; v < g->n_values; v++)
