@@ -180,6 +180,10 @@ def run_model(model: str | os.PathLike, inputs: dict[str, np.ndarray], workdir: 
     inputs' shapes, plus build_args such as ["--device", "cuda"]), and the engine is what runs."""
     workdir = Path(workdir)
     in_path, out_path = workdir / "inputs.npz", workdir / "outputs.npz"
+    if build_args is None and os.environ.get("KILN_BUILD_ARGS"):
+        # e.g. KILN_BUILD_ARGS="--device cuda": every model runs as an engine built so (the GPU suite)
+        build_args = os.environ["KILN_BUILD_ARGS"].split()
+        engine = True
     if engine:
         eng = workdir / "model.kiln"
         b = run_kiln(["build", model, "-o", eng, "--shapes", shapes_arg(inputs)] + list(build_args or []),
