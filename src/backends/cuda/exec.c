@@ -242,9 +242,26 @@ kiln_status kiln_cuda_context_create(kiln_context_t *c) {
     if (!gc->ge) return kiln_error(KILN_STATUS_INTERNAL, "a cuda engine without its device state");
     KILN_TRY(cuda_ok(cudaSetDevice(gc->ge->device), "selecting the GPU"));
     KILN_TRY(cuda_ok(cudaStreamCreateWithFlags(&gc->stream, cudaStreamNonBlocking), "creating a stream"));
-    KILN_TRY(kiln_cublas_check(cublasLtCreate(&gc->lt), NULL, "creating the cuBLASLt handle"));
-    KILN_TRY(kiln_cudnn_check(cudnnCreate(&gc->dnn), NULL, "creating the cuDNN handle"));
-    KILN_TRY(kiln_cudnn_check(cudnnSetStream(gc->dnn, gc->stream), NULL, "binding cuDNN to the stream"));
+    /* the library handles cost time to create: only when the graph has ops that use them */
+    bool need_lt = false, need_dnn = false;
+    for (int i = 0; i < g->n_nodes; i++) {
+        if (gc->ge->host_node[i]) continue;
+        switch (g->nodes[i].op) {
+        case KILN_OP_Conv: case KILN_OP_ConvTranspose: case KILN_OP_QLinearConv: case KILN_OP_ConvInteger:
+            need_dnn = need_lt = true; /* an int8 conv may run as a GEMM */
+            break;
+        case KILN_OP_MatMul: case KILN_OP_Gemm: case KILN_OP_FusedMatMul: case KILN_OP_QLinearMatMul: case KILN_OP_MatMulInteger:
+        case KILN_OP_Attention: case KILN_OP_Einsum:
+            need_lt = true;
+            break;
+        default: break;
+        }
+    }
+    if (need_lt) KILN_TRY(kiln_cublas_check(cublasLtCreate(&gc->lt), NULL, "creating the cuBLASLt handle"));
+    if (need_dnn) {
+        KILN_TRY(kiln_cudnn_check(cudnnCreate(&gc->dnn), NULL, "creating the cuDNN handle"));
+        KILN_TRY(kiln_cudnn_check(cudnnSetStream(gc->dnn, gc->stream), NULL, "binding cuDNN to the stream"));
+    }
     for (int k = 0; k < 4; k++) KILN_TRY(cuda_ok(cudaEventCreate(&gc->ev[k]), "creating events"));
     gc->gs = kiln_calloc((size_t)(c->n_slots ? c->n_slots : 1), sizeof(gslot));
     gc->node_state = kiln_calloc((size_t)(g->n_nodes ? g->n_nodes : 1), sizeof(void *));
