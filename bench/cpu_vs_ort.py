@@ -208,6 +208,7 @@ def ort_session(path: Path, threads: int) -> ort.InferenceSession:
     so.intra_op_num_threads = threads
     so.inter_op_num_threads = 1
     so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    so.log_severity_level = 3  # errors only: the light models' unused initializers make ORT chatty
     m = onnx.load(str(path))
     if m.ir_version > ORT_MAX_IR:
         m.ir_version = ORT_MAX_IR
