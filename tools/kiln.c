@@ -43,6 +43,7 @@ static const struct {
     {"calibrate", cmd_calibrate, "run an ONNX model over calibration data and write its INT8 calibration cache"},
     {"inspect", cmd_inspect, "show an engine's layers, fusions, kernels, precisions, profiles and memory"},
     {"run", cmd_run, "run a model or engine on inputs from .npy/.npz files and print or save its outputs"},
+    {"bench", cmd_bench, "time an engine: throughput, latency percentiles, per-layer profile, --streams, --json"},
 };
 
 static void usage(FILE *f) {

@@ -12,6 +12,7 @@
 #include "../ops/op.h"
 
 #include <string.h>
+#include <time.h>
 
 static const kiln_mem_plan *plan_of(const kiln_context_t *c) { return &c->e->profiles[c->profile].plan; }
 
@@ -31,6 +32,7 @@ kiln_status kiln_context_create(const kiln_engine_t *e, kiln_context_t **out) {
     kiln_context_t *c = kiln_calloc(1, sizeof *c);
     if (!c) return kiln_error(KILN_STATUS_OUT_OF_MEMORY, "out of memory");
     c->e = e;
+    c->transfers = true;
     c->n_slots = e->profiles[0].plan.n_slots;
     c->naive = getenv("KILN_NO_MEMORY_PLAN") && strcmp(getenv("KILN_NO_MEMORY_PLAN"), "0") != 0;
     for (int p = 0; p < e->n_profiles; p++) {
@@ -257,11 +259,61 @@ static kiln_status run_node(kiln_context_t *c, int i) {
     return s;
 }
 
+static double now_ms(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec * 1e3 + (double)t.tv_nsec * 1e-6;
+}
+
+kiln_status kiln_context_set_cuda_graph(kiln_context_t *c, bool enable) {
+#ifdef KILN_HAVE_CUDA
+    if (c->gpu) {
+        c->cuda_graph = enable;
+        return kiln_cuda_context_set_modes(c->gpu, c->cuda_graph, !c->transfers);
+    }
+#endif
+    if (!enable) return KILN_STATUS_OK;
+    return kiln_error(KILN_STATUS_UNSUPPORTED, "CUDA graphs need an engine built for the GPU (kiln build --device cuda); this one runs on the %s", c->e->device);
+}
+
+kiln_status kiln_context_set_data_transfers(kiln_context_t *c, bool enable) {
+    c->transfers = enable;
+#ifdef KILN_HAVE_CUDA
+    if (c->gpu) return kiln_cuda_context_set_modes(c->gpu, c->cuda_graph, !c->transfers);
+#endif
+    return KILN_STATUS_OK;
+}
+
+kiln_status kiln_context_set_layer_timer(kiln_context_t *c, kiln_layer_timer cb, void *user) {
+    if (!c) return kiln_error(KILN_STATUS_INVALID_ARGUMENT, "kiln_context_set_layer_timer: NULL context");
+    c->layer_timer = cb;
+    c->layer_timer_user = user;
+    return KILN_STATUS_OK;
+}
+
+kiln_status kiln_context_last_timing(const kiln_context_t *c, kiln_run_timing *t) {
+    if (!c || !t) return kiln_error(KILN_STATUS_INVALID_ARGUMENT, "kiln_context_last_timing: NULL argument");
+    if (!c->ran) return kiln_error(KILN_STATUS_INVALID_ARGUMENT, "the context has no successful run to time yet");
+    *t = c->timing;
+    return KILN_STATUS_OK;
+}
+
+/* Runs node i, timing it for the layer timer when one is set (only then: two clock reads). */
+static kiln_status run_node_timed(kiln_context_t *c, int i) {
+    if (!c->layer_timer) return run_node(c, i);
+    const kiln_node *n = &c->e->model.graph->nodes[i];
+    double t0 = now_ms();
+    KILN_TRY(run_node(c, i));
+    c->layer_timer(c->layer_timer_user, i, n->name ? n->name : "", kiln_op_name(n->op), now_ms() - t0);
+    return KILN_STATUS_OK;
+}
+
 kiln_status kiln_context_run(kiln_context_t *c) {
     const kiln_graph *g = c->e->model.graph;
 #ifdef KILN_HAVE_CUDA
     if (c->gpu) return kiln_cuda_context_run(c);
 #endif
+    double t_start = now_ms();
     c->ran = false;
     free_heap(c);
     for (int v = 0; v < g->n_values; v++)
@@ -286,7 +338,7 @@ kiln_status kiln_context_run(kiln_context_t *c) {
         if (kiln_tensor_bytes(t) > b->bytes)
             return kiln_error(KILN_STATUS_INVALID_ARGUMENT, "input '%s' needs %zu bytes, its buffer has %zu", v->name, kiln_tensor_bytes(t), b->bytes);
     }
-    for (int i = 0; i < g->n_nodes; i++) KILN_TRY(run_node(c, i));
+    for (int i = 0; i < g->n_nodes; i++) KILN_TRY(run_node_timed(c, i));
     /* A graph output that is an input or a constant is copied into its bound buffer. */
     for (int j = 0; j < g->n_outputs; j++) {
         kiln_tensor *t = &c->slots[g->outputs[j]];
@@ -298,6 +350,9 @@ kiln_status kiln_context_run(kiln_context_t *c) {
                               g->values[g->outputs[j]].name, bytes, b->bytes);
         if (bytes) memmove(b->data, t->data, bytes);
     }
+    /* The CPU run is synchronous and copies nothing between devices: it is all compute. */
+    double ms = now_ms() - t_start;
+    c->timing = (kiln_run_timing){.device = KILN_DEVICE_CPU, .enqueue_ms = ms, .compute_ms = ms};
     c->ran = true;
     return KILN_STATUS_OK;
 }

@@ -27,6 +27,10 @@ struct kiln_context {
     kiln_slot_map map;       /* node output -> slot */
     int n_slots;
     bool ran;
+    kiln_layer_timer layer_timer; /* kiln_context_set_layer_timer, or NULL: layers untimed */
+    void *layer_timer_user;
+    kiln_run_timing timing;       /* of the last successful run */
+    bool cuda_graph, transfers;   /* kiln_context_set_cuda_graph / _set_data_transfers */
     struct kiln_cuda_context *gpu; /* the CUDA executor's state, for a "cuda" engine */
 };
 

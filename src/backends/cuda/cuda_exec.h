@@ -26,6 +26,9 @@ const char *kiln_cuda_op_kernel(int op);
 kiln_status kiln_cuda_context_create(kiln_context_t *c);
 void kiln_cuda_context_destroy(kiln_cuda_context *gc, int n_nodes, int n_inputs);
 kiln_status kiln_cuda_context_run(kiln_context_t *c);
+/* CUDA graph replay of the node sequence, and runs without copies of inputs and outputs
+ * (inputs stay on the device from the first run; outputs are left there). */
+kiln_status kiln_cuda_context_set_modes(kiln_cuda_context *gc, bool cuda_graph, bool no_transfers);
 /* The last run's split, in milliseconds, and how many times it waited for the GPU mid-run. */
 void kiln_cuda_context_timing(const kiln_cuda_context *gc, double *h2d, double *compute, double *d2h, int *syncs);
 /* Build time: the next run times the kernels that have a tune hook and writes their tactics. */

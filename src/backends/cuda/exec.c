@@ -37,6 +37,7 @@ typedef struct gslot {
     void *dev, *host;
     bool dev_ok, host_ok;
     bool dev_heap, host_heap; /* allocated for this run: freed at the next */
+    bool dev_made;            /* computed on the device this run (its device copy is the value) */
 } gslot;
 
 struct kiln_cuda_context {
@@ -55,6 +56,13 @@ struct kiln_cuda_context {
     cudaEvent_t ev[4];    /* run start, inputs copied, compute done, outputs copied */
     float ms_h2d, ms_compute, ms_d2h;
     int n_syncs;          /* device-to-host copies in the middle of the last run */
+    cudaEvent_t *layer_ev; /* per node + 1, when a layer timer is set */
+    /* CUDA graph replay (kiln_context_set_cuda_graph): the captured node sequence, valid while
+     * the profile and input shapes stay those it was captured with */
+    bool use_graph, no_transfers, inputs_on_device;
+    cudaGraphExec_t graph;
+    int graph_profile;
+    int64_t *graph_dims;  /* per input: rank then dims, as captured */
     /* build-time tuning: time kernels and write tactics into the engine */
     bool tuning;
     int *tactics_out;
@@ -203,6 +211,11 @@ void kiln_cuda_context_destroy(kiln_cuda_context *gc, int n_nodes, int n_inputs)
     if (gc->arena) cudaFree(gc->arena);
     for (int k = 0; k < 4; k++)
         if (gc->ev[k]) cudaEventDestroy(gc->ev[k]);
+    for (int i = 0; gc->layer_ev && i <= n_nodes; i++)
+        if (gc->layer_ev[i]) cudaEventDestroy(gc->layer_ev[i]);
+    free(gc->layer_ev);
+    if (gc->graph) cudaGraphExecDestroy(gc->graph);
+    free(gc->graph_dims);
     if (gc->lt) cublasLtDestroy(gc->lt);
     if (gc->dnn) cudnnDestroy(gc->dnn);
     if (gc->stream) cudaStreamDestroy(gc->stream);
@@ -477,13 +490,13 @@ static kiln_status run_device_node(kiln_context_t *c, int i) {
             const kiln_slot_plan *po = &c->e->profiles[c->profile].plan.slots[sl];
             if (pi->offset >= 0 && pi->offset == po->offset && gc->gs[n->inputs[0]].dev == gc->arena + pi->offset) {
                 s->dev = in[0]->data;
-                s->dev_ok = true;
+                s->dev_ok = s->dev_made = true;
                 continue;
             }
         }
         KILN_TRY(device_place(c, sl, bytes, n));
         out[j].data = s->dev;
-        s->dev_ok = true;
+        s->dev_ok = s->dev_made = true;
     }
     if (alias) {
         gslot *s = &gc->gs[kiln_slot_of(&c->map, i, 0)];
@@ -508,25 +521,79 @@ static kiln_status run_device_node(kiln_context_t *c, int i) {
     return kop->run(&r, n, in, out);
 }
 
-kiln_status kiln_cuda_context_run(kiln_context_t *c) {
+static kiln_status run_nodes(kiln_context_t *c) {
     kiln_cuda_context *gc = c->gpu;
     const kiln_graph *g = c->e->model.graph;
-    c->ran = false;
-    gc->n_syncs = 0;
-    /* the previous run ended with a synchronization: its memory can go */
-    free_run_memory(c);
-    for (int v = 0; v < g->n_values; v++)
-        if (g->values[v].flags & KILN_VALUE_CONST) {
-            gslot *s = &gc->gs[v];
-            s->t = g->values[v].type;
-            s->t.data = NULL;
-            s->t.flags = 0;
-            s->host = g->values[v].type.data;
-            s->dev = gc->ge->dev[v];
-            s->host_ok = s->host != NULL || kiln_tensor_bytes(&s->t) == 0;
-            s->dev_ok = s->dev != NULL || kiln_tensor_bytes(&s->t) == 0;
-        }
-    KILN_TRY(cuda_ok(cudaEventRecord(gc->ev[0], gc->stream), "recording an event"));
+    for (int i = 0; i < g->n_nodes; i++) {
+        kiln_status s = gc->ge->host_node[i] ? run_host_node(c, i) : run_device_node(c, i);
+        if (s != KILN_STATUS_OK) return s;
+        if (gc->layer_ev) KILN_TRY(kiln_cuda_check(cudaEventRecord(gc->layer_ev[i + 1], gc->stream), &g->nodes[i], "recording an event"));
+    }
+    return KILN_STATUS_OK;
+}
+
+/* A graph may be captured when the whole run stays on the device: no host nodes, no values
+ * allocated per run, no copies in the middle. */
+static bool graph_capturable(const kiln_context_t *c) {
+    const kiln_cuda_context *gc = c->gpu;
+    const kiln_graph *g = c->e->model.graph;
+    for (int i = 0; i < g->n_nodes; i++)
+        if (gc->ge->host_node[i]) return false;
+    for (int i = 0; i < c->n_slots; i++)
+        if (gc->gs[i].dev_heap) return false;
+    return gc->n_syncs == 0 && !gc->layer_ev && !gc->tuning;
+}
+
+static bool graph_matches(const kiln_context_t *c) {
+    const kiln_cuda_context *gc = c->gpu;
+    const kiln_graph *g = c->e->model.graph;
+    if (!gc->graph || gc->graph_profile != c->profile) return false;
+    const int64_t *d = gc->graph_dims;
+    for (int i = 0; i < g->n_inputs; i++, d += KILN_MAX_RANK + 1) {
+        const binding *b = &c->inputs[i];
+        if (!b->data) continue;
+        if (d[0] != b->rank || memcmp(d + 1, b->dims, sizeof(int64_t) * (size_t)b->rank) != 0) return false;
+    }
+    return true;
+}
+
+static kiln_status capture_graph(kiln_context_t *c) {
+    kiln_cuda_context *gc = c->gpu;
+    const kiln_graph *g = c->e->model.graph;
+    if (gc->graph) {
+        cudaGraphExecDestroy(gc->graph);
+        gc->graph = NULL;
+    }
+    cudaGraph_t graph = NULL;
+    KILN_TRY(cuda_ok(cudaStreamBeginCapture(gc->stream, cudaStreamCaptureModeThreadLocal), "starting a CUDA graph capture"));
+    kiln_status s = run_nodes(c);
+    cudaError_t err = cudaStreamEndCapture(gc->stream, &graph);
+    if (s == KILN_STATUS_OK) s = cuda_ok(err, "capturing the run as a CUDA graph");
+    if (s == KILN_STATUS_OK) s = cuda_ok(cudaGraphInstantiate(&gc->graph, graph, 0), "instantiating the CUDA graph");
+    if (graph) cudaGraphDestroy(graph);
+    if (s != KILN_STATUS_OK) return s;
+    if (!gc->graph_dims) gc->graph_dims = kiln_calloc((size_t)(g->n_inputs ? g->n_inputs : 1) * (KILN_MAX_RANK + 1), sizeof(int64_t));
+    if (!gc->graph_dims) return kiln_error(KILN_STATUS_OUT_OF_MEMORY, "out of memory");
+    int64_t *d = gc->graph_dims;
+    for (int i = 0; i < g->n_inputs; i++, d += KILN_MAX_RANK + 1) {
+        d[0] = c->inputs[i].rank;
+        memcpy(d + 1, c->inputs[i].dims, sizeof(int64_t) * KILN_MAX_RANK);
+    }
+    gc->graph_profile = c->profile;
+    return KILN_STATUS_OK;
+}
+
+static double host_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+/* Binds the graph inputs for this run: shapes from the bindings, data copied to the device
+ * (skipped after the first run with no_transfers: the data stays on the device). */
+static kiln_status upload_inputs(kiln_context_t *c) {
+    kiln_cuda_context *gc = c->gpu;
+    const kiln_graph *g = c->e->model.graph;
     for (int i = 0; i < g->n_inputs; i++) {
         const kiln_value *v = &g->values[g->inputs[i]];
         binding *b = &c->inputs[i];
@@ -548,18 +615,18 @@ kiln_status kiln_cuda_context_run(kiln_context_t *c) {
         s->host = b->data;
         s->host_ok = true;
         s->dev = gc->in_dev[i];
-        if (bytes) KILN_TRY(cuda_ok(cudaMemcpyAsync(s->dev, s->host, bytes, cudaMemcpyHostToDevice, gc->stream), "copying the inputs to the GPU"));
+        if (bytes && !(gc->no_transfers && gc->inputs_on_device))
+            KILN_TRY(cuda_ok(cudaMemcpyAsync(s->dev, s->host, bytes, cudaMemcpyHostToDevice, gc->stream), "copying the inputs to the GPU"));
         s->dev_ok = true;
     }
-    KILN_TRY(cuda_ok(cudaEventRecord(gc->ev[1], gc->stream), "recording an event"));
-    for (int i = 0; i < g->n_nodes; i++) {
-        kiln_status s = gc->ge->host_node[i] ? run_host_node(c, i) : run_device_node(c, i);
-        if (s != KILN_STATUS_OK) {
-            cudaStreamSynchronize(gc->stream);
-            return s;
-        }
-    }
-    KILN_TRY(cuda_ok(cudaEventRecord(gc->ev[2], gc->stream), "recording an event"));
+    gc->inputs_on_device = true;
+    return KILN_STATUS_OK;
+}
+
+/* Graph outputs to their bound host buffers (or to buffers of the context when unbound). */
+static kiln_status download_outputs(kiln_context_t *c) {
+    kiln_cuda_context *gc = c->gpu;
+    const kiln_graph *g = c->e->model.graph;
     for (int j = 0; j < g->n_outputs; j++) {
         int v = g->outputs[j];
         gslot *s = &gc->gs[v];
@@ -569,11 +636,12 @@ kiln_status kiln_cuda_context_run(kiln_context_t *c) {
             return kiln_error(KILN_STATUS_INVALID_ARGUMENT, "output '%s' needs %zu bytes, its bound buffer has %zu", g->values[v].name, bytes, b->bytes);
         void *dst = b->data;
         if (!dst) {
-            if (!s->host_ok) KILN_TRY(host_buffer(s, bytes));
+            if (!s->host || (!s->host_heap && s->dev_made)) KILN_TRY(host_buffer(s, bytes));
             dst = s->host;
         }
-        if (s->dev_ok && !s->host_ok) {
-            if (bytes) KILN_TRY(cuda_ok(cudaMemcpyAsync(dst, s->dev, bytes, cudaMemcpyDeviceToHost, gc->stream), "copying the outputs to the host"));
+        if (s->dev_made) {
+            if (bytes && !gc->no_transfers)
+                KILN_TRY(cuda_ok(cudaMemcpyAsync(dst, s->dev, bytes, cudaMemcpyDeviceToHost, gc->stream), "copying the outputs to the host"));
         } else if (dst != s->host && bytes) {
             memcpy(dst, s->host, bytes);
         }
@@ -581,12 +649,80 @@ kiln_status kiln_cuda_context_run(kiln_context_t *c) {
         c->slots[v].data = dst;
         c->slots[v].flags = 0;
     }
+    return KILN_STATUS_OK;
+}
+
+kiln_status kiln_cuda_context_run(kiln_context_t *c) {
+    kiln_cuda_context *gc = c->gpu;
+    const kiln_graph *g = c->e->model.graph;
+    double t0 = host_ms();
+    c->ran = false;
+    bool replay = gc->use_graph && graph_matches(c);
+    if (c->layer_timer && !gc->layer_ev) {
+        gc->layer_ev = kiln_calloc((size_t)g->n_nodes + 1, sizeof(cudaEvent_t));
+        if (!gc->layer_ev) return kiln_error(KILN_STATUS_OUT_OF_MEMORY, "out of memory");
+        for (int i = 0; i <= g->n_nodes; i++) KILN_TRY(cuda_ok(cudaEventCreate(&gc->layer_ev[i]), "creating events"));
+    }
+    if (!replay) {
+        gc->n_syncs = 0;
+        /* the previous run ended with a synchronization: its memory can go */
+        free_run_memory(c);
+        for (int v = 0; v < g->n_values; v++)
+            if (g->values[v].flags & KILN_VALUE_CONST) {
+                gslot *s = &gc->gs[v];
+                s->t = g->values[v].type;
+                s->t.data = NULL;
+                s->t.flags = 0;
+                s->host = g->values[v].type.data;
+                s->dev = gc->ge->dev[v];
+                s->host_ok = s->host != NULL || kiln_tensor_bytes(&s->t) == 0;
+                s->dev_ok = s->dev != NULL || kiln_tensor_bytes(&s->t) == 0;
+            }
+    }
+    KILN_TRY(cuda_ok(cudaEventRecord(gc->ev[0], gc->stream), "recording an event"));
+    KILN_TRY(upload_inputs(c));
+    KILN_TRY(cuda_ok(cudaEventRecord(gc->ev[1], gc->stream), "recording an event"));
+    kiln_status s;
+    if (replay) {
+        s = cuda_ok(cudaGraphLaunch(gc->graph, gc->stream), "launching the CUDA graph");
+    } else {
+        if (gc->layer_ev) KILN_TRY(cuda_ok(cudaEventRecord(gc->layer_ev[0], gc->stream), "recording an event"));
+        s = run_nodes(c);
+        /* the run that just went through sized everything: later runs replay a capture of it */
+        if (s == KILN_STATUS_OK && gc->use_graph && graph_capturable(c)) s = capture_graph(c);
+    }
+    if (s != KILN_STATUS_OK) {
+        cudaStreamSynchronize(gc->stream);
+        return s;
+    }
+    KILN_TRY(cuda_ok(cudaEventRecord(gc->ev[2], gc->stream), "recording an event"));
+    KILN_TRY(download_outputs(c));
     KILN_TRY(cuda_ok(cudaEventRecord(gc->ev[3], gc->stream), "recording an event"));
+    double enqueue = host_ms() - t0;
     KILN_TRY(cuda_ok(cudaStreamSynchronize(gc->stream), "running the engine"));
     cudaEventElapsedTime(&gc->ms_h2d, gc->ev[0], gc->ev[1]);
     cudaEventElapsedTime(&gc->ms_compute, gc->ev[1], gc->ev[2]);
     cudaEventElapsedTime(&gc->ms_d2h, gc->ev[2], gc->ev[3]);
+    c->timing = (kiln_run_timing){.device = KILN_DEVICE_CUDA, .enqueue_ms = enqueue, .h2d_ms = gc->ms_h2d,
+                                  .compute_ms = gc->ms_compute, .d2h_ms = gc->ms_d2h};
+    if (c->layer_timer && gc->layer_ev && !replay)
+        for (int i = 0; i < g->n_nodes; i++) {
+            float ms = 0;
+            cudaEventElapsedTime(&ms, gc->layer_ev[i], gc->layer_ev[i + 1]);
+            c->layer_timer(c->layer_timer_user, i, g->nodes[i].name, kiln_op_name(g->nodes[i].op), ms);
+        }
     c->ran = true;
+    return KILN_STATUS_OK;
+}
+
+kiln_status kiln_cuda_context_set_modes(kiln_cuda_context *gc, bool cuda_graph, bool no_transfers) {
+    gc->use_graph = cuda_graph;
+    gc->no_transfers = no_transfers;
+    gc->inputs_on_device = false;
+    if (!cuda_graph && gc->graph) {
+        cudaGraphExecDestroy(gc->graph);
+        gc->graph = NULL;
+    }
     return KILN_STATUS_OK;
 }
 
