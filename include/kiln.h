@@ -247,11 +247,11 @@ kiln_status kiln_context_set_layer_timer(kiln_context_t *c, kiln_layer_timer cb,
 /* GPU engines only (UNSUPPORTED on the CPU): from the next run on, the context captures its
  * sequence of kernels as a CUDA graph and replays it while the profile and input shapes stay
  * the same (an engine with host-side layers or data-dependent sizes runs uncaptured). */
-kiln_status kiln_context_set_cuda_graph(kiln_context_t *c, bool enable);
+kiln_status kiln_context_set_cuda_graph(kiln_context_t *c, int enable);
 /* GPU engines: with enable false, runs copy nothing between host and device (trtexec's
  * --noDataTransfers): inputs stay on the device as the first run after this call left them,
  * and outputs are not copied back. On the CPU there are no transfers and this changes nothing. */
-kiln_status kiln_context_set_data_transfers(kiln_context_t *c, bool enable);
+kiln_status kiln_context_set_data_transfers(kiln_context_t *c, int enable);
 
 /* Where the time of one kiln_context_run went, in milliseconds. */
 typedef struct kiln_run_timing {

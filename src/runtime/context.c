@@ -265,10 +265,10 @@ static double now_ms(void) {
     return (double)t.tv_sec * 1e3 + (double)t.tv_nsec * 1e-6;
 }
 
-kiln_status kiln_context_set_cuda_graph(kiln_context_t *c, bool enable) {
+kiln_status kiln_context_set_cuda_graph(kiln_context_t *c, int enable) {
 #ifdef KILN_HAVE_CUDA
     if (c->gpu) {
-        c->cuda_graph = enable;
+        c->cuda_graph = enable != 0;
         return kiln_cuda_context_set_modes(c->gpu, c->cuda_graph, !c->transfers);
     }
 #endif
@@ -276,8 +276,8 @@ kiln_status kiln_context_set_cuda_graph(kiln_context_t *c, bool enable) {
     return kiln_error(KILN_STATUS_UNSUPPORTED, "CUDA graphs need an engine built for the GPU (kiln build --device cuda); this one runs on the %s", c->e->device);
 }
 
-kiln_status kiln_context_set_data_transfers(kiln_context_t *c, bool enable) {
-    c->transfers = enable;
+kiln_status kiln_context_set_data_transfers(kiln_context_t *c, int enable) {
+    c->transfers = enable != 0;
 #ifdef KILN_HAVE_CUDA
     if (c->gpu) return kiln_cuda_context_set_modes(c->gpu, c->cuda_graph, !c->transfers);
 #endif
