@@ -618,6 +618,8 @@ static void free_result(bench_result *r) {
 /* Options that only a CUDA engine can honour; the GPU side of the context provides them. */
 static int check_device_options(const bench_opts *o, const bench_result *r) {
     bool gpu = strcmp(r->backend, "cuda") == 0;
+    if (o->cuda_graph && o->profile)
+        return cli_usage_error("bench", "--profile times every layer, which a replayed CUDA graph cannot: leave out --cuda-graph to profile");
     if (o->cuda_graph && !gpu)
         return cli_usage_error("bench", "--cuda-graph needs an engine built for CUDA (kiln build --device cuda); '%s' runs on the %s",
                                o->model, r->device);
