@@ -8,6 +8,7 @@
 
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
+#include <stdint.h>
 
 namespace {
 
@@ -40,6 +41,15 @@ __global__ void bias_last_kernel(T *y, const T *bias, int64_t total, int64_t col
         y[i] = from_acc<T>(to_acc(y[i]) + to_acc(bias[i % cols]));
 }
 
+template <typename T, typename I>
+__global__ void bias_channel_kernel(T *y, const T *bias, I total, I channels, I plane, int relu) {
+    for (I i = blockIdx.x * (I)blockDim.x + threadIdx.x; i < total; i += (I)gridDim.x * blockDim.x) {
+        typename acc_of<T>::type v = to_acc(y[i]) + to_acc(bias[(i / plane) % channels]);
+        if (relu) v = v > 0 ? v : 0;
+        y[i] = from_acc<T>(v);
+    }
+}
+
 template <typename T>
 __global__ void fill_c_kernel(T *dst, const T *c, int64_t rows, int64_t cols, int64_t c_row, int64_t c_col,
                               typename acc_of<T>::type scale) {
@@ -63,6 +73,28 @@ __global__ void window_kernel(T *dst, const T *src, kiln_gemm_window w) {
         int64_t s0 = x0 - w.off[0], s1 = x1 - w.off[1], s2 = x2 - w.off[2];
         bool in = s0 >= 0 && s0 < w.src[0] && s1 >= 0 && s1 < w.src[1] && s2 >= 0 && s2 < w.src[2];
         dst[i] = in ? src[o * splane + (s0 * w.src[1] + s1) * w.src[2] + s2] : T(0);
+    }
+}
+
+/* 32x32 tiles through shared memory (block 32 x 8): reads along src rows and writes along dst
+ * rows are both coalesced. */
+template <typename T>
+__global__ void transpose_kernel(T *dst, const T *src, int64_t batch, int64_t rows, int64_t cols) {
+    __shared__ T tile[32][33];
+    int64_t c0 = (int64_t)blockIdx.x * 32, r0 = (int64_t)blockIdx.y * 32;
+    for (int64_t b = blockIdx.z; b < batch; b += gridDim.z) {
+        const T *s = src + b * rows * cols;
+        T *d = dst + b * rows * cols;
+        for (int j = threadIdx.y; j < 32; j += 8) {
+            int64_t r = r0 + j, c = c0 + threadIdx.x;
+            if (r < rows && c < cols) tile[j][threadIdx.x] = s[r * cols + c];
+        }
+        __syncthreads();
+        for (int j = threadIdx.y; j < 32; j += 8) {
+            int64_t c = c0 + j, r = r0 + threadIdx.x;
+            if (r < rows && c < cols) d[c * rows + r] = tile[threadIdx.x][j];
+        }
+        __syncthreads();
     }
 }
 
@@ -205,25 +237,27 @@ __device__ __forceinline__ int64_t param_off(const kiln_i8_param &p, const int64
     return o;
 }
 
+template <typename I>
 __global__ void mm_epilogue_kernel(void *y, const int32_t *d, const int32_t *rowsum, const int32_t *colsum,
                                    kiln_i8_mm_epi e) {
-    int64_t batch = 1;
-    for (int i = 0; i < e.nb; i++) batch *= e.batch[i];
-    int64_t total = batch * e.m * e.n;
-    for (int64_t o = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; o < total; o += (int64_t)gridDim.x * blockDim.x) {
-        int64_t n = o % e.n, t = o / e.n;
-        int64_t m = t % e.m, bi = t / e.m;
+    I batch = 1;
+    for (int i = 0; i < e.nb; i++) batch *= (I)e.batch[i];
+    const I M = (I)e.m, N = (I)e.n, total = batch * M * N;
+    for (I o = blockIdx.x * (I)blockDim.x + threadIdx.x; o < total; o += (I)gridDim.x * blockDim.x) {
+        I n = o % N, t = o / N;
+        I m = t % M, bi = t / M;
         int64_t bidx[KILN_CUDA_MAX_RANK];
-        int64_t am = 0, bm = 0, rest = bi;
+        int64_t am = 0, bm = 0;
+        I rest = bi;
         for (int i = e.nb - 1; i >= 0; i--) {
-            bidx[i] = rest % e.batch[i];
-            rest /= e.batch[i];
+            bidx[i] = rest % (I)e.batch[i];
+            rest /= (I)e.batch[i];
             am += bidx[i] * e.a_b[i];
             bm += bidx[i] * e.b_b[i];
         }
         uint32_t za = (uint32_t)shifted_zp(e.za.p, e.a_u8, param_off(e.za, bidx, e.nb, m, n));
         uint32_t zb = (uint32_t)shifted_zp(e.zb.p, e.b_u8, param_off(e.zb, bidx, e.nb, m, n));
-        uint32_t acc = (uint32_t)d[bi * e.d_b + m * e.d_m + n];
+        uint32_t acc = (uint32_t)d[(int64_t)bi * e.d_b + (int64_t)m * e.d_m + n];
         acc -= zb * (uint32_t)rowsum[am * e.rs_mat + m];
         acc -= za * (uint32_t)colsum[bm * e.cs_mat + n];
         acc += (uint32_t)e.k * za * zb;
@@ -239,48 +273,69 @@ __global__ void mm_epilogue_kernel(void *y, const int32_t *d, const int32_t *row
     }
 }
 
+/* One warp per im2col row (group, image, output position): the position's coordinates once,
+ * then each lane packs 4 consecutive taps into a word, so the writes are whole, coalesced
+ * words. I: the index type (int32 whenever the sizes allow: 64-bit division is slow). */
+template <typename I>
 __global__ void im2col_kernel(int8_t *col, const void *x, int x_u8, const void *xzp, kiln_i8_conv_geom g, int64_t n0,
-                              int64_t nn) {
-    int64_t total = g.groups * nn * g.p_pad * g.kc_pad;
-    int64_t taps = g.k[0] * g.k[1] * g.k[2], in_plane = g.in[0] * g.in[1] * g.in[2];
-    int8_t pad = (int8_t)shifted_zp(xzp, x_u8, 0);
-    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < total; i += (int64_t)gridDim.x * blockDim.x) {
-        int64_t kc = i % g.kc_pad, t = i / g.kc_pad;
-        int64_t p = t % g.p_pad;
-        t /= g.p_pad;
-        int64_t n = t % nn, grp = t / nn;
-        if (p >= g.p || kc >= g.kc) {
-            col[i] = 0;
+                              I nn) {
+    const I rows = (I)g.groups * nn * (I)g.p_pad, words = (I)(g.kc_pad / 4), kc = (I)g.kc;
+    const I k1 = (I)g.k[1], k2 = (I)g.k[2], k12 = k1 * k2, taps = (I)g.k[0] * k12;
+    const I o1 = (I)g.out[1], o2 = (I)g.out[2], in0 = (I)g.in[0], in1 = (I)g.in[1], in2 = (I)g.in[2];
+    const I p_pad = (I)g.p_pad, p_real = (I)g.p;
+    const int64_t in_plane = g.in[0] * g.in[1] * g.in[2];
+    const uint8_t pad = (uint8_t)(int8_t)shifted_zp(xzp, x_u8, 0);
+    const int lane = threadIdx.x & 31;
+    const I warps = (I)(((int64_t)gridDim.x * blockDim.x) >> 5);
+    for (I row = (I)((blockIdx.x * (int64_t)blockDim.x + threadIdx.x) >> 5); row < rows; row += warps) {
+        uint32_t *dst = (uint32_t *)(col + (int64_t)row * g.kc_pad);
+        I p = row % p_pad, t = row / p_pad;
+        I n = t % nn, grp = t / nn;
+        if (p >= p_real) {
+            for (I w = lane; w < words; w += 32) dst[w] = 0;
             continue;
         }
-        int64_t c = kc / taps, tap = kc - c * taps;
-        int64_t kw = tap % g.k[2], kh = (tap / g.k[2]) % g.k[1], kd = tap / (g.k[2] * g.k[1]);
-        int64_t ow = p % g.out[2], oh = (p / g.out[2]) % g.out[1], od = p / (g.out[2] * g.out[1]);
-        int64_t id = od * g.st[0] - g.pad[0] + kd * g.dl[0];
-        int64_t ih = oh * g.st[1] - g.pad[1] + kh * g.dl[1];
-        int64_t iw = ow * g.st[2] - g.pad[2] + kw * g.dl[2];
-        bool in = id >= 0 && id < g.in[0] && ih >= 0 && ih < g.in[1] && iw >= 0 && iw < g.in[2];
-        col[i] = in ? shift8(x, x_u8, ((n0 + n) * g.c + grp * g.cg + c) * in_plane + (id * g.in[1] + ih) * g.in[2] + iw)
-                    : pad;
+        I ow = p % o2, oh = (p / o2) % o1, od = p / (o2 * o1);
+        I d0 = od * (I)g.st[0] - (I)g.pad[0], h0 = oh * (I)g.st[1] - (I)g.pad[1], w0 = ow * (I)g.st[2] - (I)g.pad[2];
+        const int64_t xbase = ((n0 + (int64_t)n) * g.c + (int64_t)grp * g.cg) * in_plane;
+        for (I w = lane; w < words; w += 32) {
+            uint32_t packed = 0;
+#pragma unroll
+            for (int b = 0; b < 4; b++) {
+                I e = w * 4 + b;
+                uint8_t v = 0;
+                if (e < kc) {
+                    I c = e / taps, tap = e - c * taps;
+                    I kd = tap / k12, r = tap - kd * k12;
+                    I kh = r / k2, kw = r - kh * k2;
+                    I id = d0 + kd * (I)g.dl[0], ih = h0 + kh * (I)g.dl[1], iw = w0 + kw * (I)g.dl[2];
+                    bool in = id >= 0 && id < in0 && ih >= 0 && ih < in1 && iw >= 0 && iw < in2;
+                    v = in ? (uint8_t)shift8(x, x_u8, xbase + c * in_plane + ((int64_t)id * in1 + ih) * in2 + iw) : pad;
+                }
+                packed |= (uint32_t)v << (8 * b);
+            }
+            dst[w] = packed;
+        }
     }
 }
 
+template <typename I>
 __global__ void conv_epilogue_kernel(void *y, const int32_t *d, const int32_t *rowsum, const int32_t *colsum,
                                      kiln_i8_conv_geom g, kiln_i8_conv_epi e) {
-    int64_t M = g.groups * g.mg;
-    int64_t total = e.nn * M * g.p;
+    const I M = (I)(g.groups * g.mg), P = (I)g.p, mg = (I)g.mg;
+    const I total = (I)e.nn * M * P;
     uint32_t xz = (uint32_t)shifted_zp(e.xzp, e.x_u8, 0);
-    for (int64_t o = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; o < total; o += (int64_t)gridDim.x * blockDim.x) {
-        int64_t p = o % g.p, t = o / g.p;
-        int64_t m = t % M, n = t / M;
-        int64_t grp = m / g.mg, mm = m - grp * g.mg;
+    for (I o = blockIdx.x * (I)blockDim.x + threadIdx.x; o < total; o += (I)gridDim.x * blockDim.x) {
+        I p = o % P, t = o / P;
+        I m = t % M, n = t / M;
+        I grp = m / mg, mm = m - grp * mg;
         uint32_t wz = (uint32_t)shifted_zp(e.wzp, e.w_u8, e.wz_count > 1 ? m : 0);
-        uint32_t acc = (uint32_t)d[((n * g.groups + grp) * e.mg_pad + mm) * g.p_pad + p];
+        uint32_t acc = (uint32_t)d[(((int64_t)n * g.groups + grp) * e.mg_pad + mm) * g.p_pad + p];
         if (e.bias) acc += (uint32_t)e.bias[m];
-        acc -= wz * (uint32_t)rowsum[(grp * e.nn + n) * g.p_pad + p];
-        acc -= xz * (uint32_t)colsum[grp * e.mg_pad + mm];
+        acc -= wz * (uint32_t)rowsum[((int64_t)grp * e.nn + n) * g.p_pad + p];
+        acc -= xz * (uint32_t)colsum[(int64_t)grp * e.mg_pad + mm];
         acc += (uint32_t)g.kc * xz * wz;
-        int64_t yi = ((e.n0 + n) * M + m) * g.p + p;
+        int64_t yi = ((e.n0 + (int64_t)n) * M + m) * (int64_t)P + p;
         if (!e.qlinear) {
             ((int32_t *)y)[yi] = (int32_t)acc;
             continue;
@@ -306,6 +361,31 @@ extern "C" cudaError_t kiln_gemm_bias_last(void *y, const void *bias, int ct, in
         bias_last_kernel<<<GRID(total)>>>((__nv_bfloat16 *)y, (const __nv_bfloat16 *)bias, total, cols);
         break;
     case KILN_CT_F64: bias_last_kernel<<<GRID(total)>>>((double *)y, (const double *)bias, total, cols); break;
+    default: return cudaErrorInvalidValue;
+    }
+    return cudaGetLastError();
+}
+
+template <typename T>
+static void bias_channel_launch(T *y, const T *bias, int64_t total, int64_t channels, int64_t plane, int relu,
+                                cudaStream_t s) {
+    if (total < INT32_MAX)
+        bias_channel_kernel<T, int32_t><<<GRID(total)>>>(y, bias, (int32_t)total, (int32_t)channels, (int32_t)plane, relu);
+    else
+        bias_channel_kernel<T, int64_t><<<GRID(total)>>>(y, bias, total, channels, plane, relu);
+}
+
+extern "C" cudaError_t kiln_gemm_bias_channel(void *y, const void *bias, int ct, int64_t outer, int64_t channels,
+                                              int64_t plane, int relu, cudaStream_t s) {
+    int64_t total = outer * channels * plane;
+    if (total <= 0) return cudaSuccess;
+    switch (ct) {
+    case KILN_CT_F32: bias_channel_launch((float *)y, (const float *)bias, total, channels, plane, relu, s); break;
+    case KILN_CT_F16: bias_channel_launch((__half *)y, (const __half *)bias, total, channels, plane, relu, s); break;
+    case KILN_CT_BF16:
+        bias_channel_launch((__nv_bfloat16 *)y, (const __nv_bfloat16 *)bias, total, channels, plane, relu, s);
+        break;
+    case KILN_CT_F64: bias_channel_launch((double *)y, (const double *)bias, total, channels, plane, relu, s); break;
     default: return cudaErrorInvalidValue;
     }
     return cudaGetLastError();
@@ -343,6 +423,20 @@ extern "C" cudaError_t kiln_gemm_window_copy(void *dst, const void *src, int ele
     case 2: window_kernel<<<GRID(total)>>>((uint16_t *)dst, (const uint16_t *)src, w); break;
     case 4: window_kernel<<<GRID(total)>>>((uint32_t *)dst, (const uint32_t *)src, w); break;
     case 8: window_kernel<<<GRID(total)>>>((uint64_t *)dst, (const uint64_t *)src, w); break;
+    default: return cudaErrorInvalidValue;
+    }
+    return cudaGetLastError();
+}
+
+extern "C" cudaError_t kiln_gemm_transpose(void *dst, const void *src, int elem_bytes, int64_t batch, int64_t rows,
+                                           int64_t cols, cudaStream_t s) {
+    if (batch <= 0 || rows <= 0 || cols <= 0) return cudaSuccess;
+    int64_t gy = (rows + 31) / 32, gz = batch < 65535 ? batch : 65535;
+    if (gy > 65535) return cudaErrorInvalidValue;
+    dim3 grid((unsigned)((cols + 31) / 32), (unsigned)gy, (unsigned)gz), block(32, 8);
+    switch (elem_bytes) {
+    case 2: transpose_kernel<<<grid, block, 0, s>>>((uint16_t *)dst, (const uint16_t *)src, batch, rows, cols); break;
+    case 4: transpose_kernel<<<grid, block, 0, s>>>((uint32_t *)dst, (const uint32_t *)src, batch, rows, cols); break;
     default: return cudaErrorInvalidValue;
     }
     return cudaGetLastError();
@@ -413,15 +507,24 @@ extern "C" cudaError_t kiln_i8_mm_epilogue(void *y, const int32_t *d, const int3
     int64_t total = e.m * e.n;
     for (int i = 0; i < e.nb; i++) total *= e.batch[i];
     if (total <= 0) return cudaSuccess;
-    mm_epilogue_kernel<<<GRID(total)>>>(y, d, rowsum, colsum, e);
+    if (total < INT32_MAX)
+        mm_epilogue_kernel<int32_t><<<GRID(total)>>>(y, d, rowsum, colsum, e);
+    else
+        mm_epilogue_kernel<int64_t><<<GRID(total)>>>(y, d, rowsum, colsum, e);
     return cudaGetLastError();
 }
 
 extern "C" cudaError_t kiln_i8_im2col(int8_t *col, const void *x, int x_u8, const void *xzp, kiln_i8_conv_geom g,
                                       int64_t n0, int64_t nn, cudaStream_t s) {
-    int64_t total = g.groups * nn * g.p_pad * g.kc_pad;
-    if (total <= 0) return cudaSuccess;
-    im2col_kernel<<<GRID(total)>>>(col, x, x_u8, xzp, g, n0, nn);
+    int64_t rows = g.groups * nn * g.p_pad;
+    if (rows <= 0 || g.kc_pad <= 0) return cudaSuccess;
+    if (g.kc_pad % 4) return cudaErrorInvalidValue;
+    /* int32 indices when every coordinate and row count fits */
+    bool small = rows < INT32_MAX && g.kc_pad < INT32_MAX && g.in[0] * g.in[1] * g.in[2] < INT32_MAX / 2;
+    if (small)
+        im2col_kernel<int32_t><<<GRID(rows * 32)>>>(col, x, x_u8, xzp, g, n0, (int32_t)nn);
+    else
+        im2col_kernel<int64_t><<<GRID(rows * 32)>>>(col, x, x_u8, xzp, g, n0, nn);
     return cudaGetLastError();
 }
 
@@ -429,6 +532,9 @@ extern "C" cudaError_t kiln_i8_conv_epilogue(void *y, const int32_t *d, const in
                                              kiln_i8_conv_geom g, kiln_i8_conv_epi e, cudaStream_t s) {
     int64_t total = e.nn * g.groups * g.mg * g.p;
     if (total <= 0) return cudaSuccess;
-    conv_epilogue_kernel<<<GRID(total)>>>(y, d, rowsum, colsum, g, e);
+    if (total < INT32_MAX)
+        conv_epilogue_kernel<int32_t><<<GRID(total)>>>(y, d, rowsum, colsum, g, e);
+    else
+        conv_epilogue_kernel<int64_t><<<GRID(total)>>>(y, d, rowsum, colsum, g, e);
     return cudaGetLastError();
 }

@@ -16,6 +16,10 @@
 KILN_CUDA_EXTERN cudaError_t kiln_gemm_bias_last(void *y, const void *bias, int ct, int64_t rows, int64_t cols,
                                                  cudaStream_t s);
 
+/* y (outer, channels, plane) += bias[channel], then max(., 0) when relu; in place, float ct. */
+KILN_CUDA_EXTERN cudaError_t kiln_gemm_bias_channel(void *y, const void *bias, int ct, int64_t outer, int64_t channels,
+                                                    int64_t plane, int relu, cudaStream_t s);
+
 /* dst (rows, cols) = scale * c[i * c_row + j * c_col] (c broadcast by zero strides), or 0 when
  * c is NULL; dst and c of float type ct. */
 KILN_CUDA_EXTERN cudaError_t kiln_gemm_fill_c(void *dst, const void *c, int ct, int64_t rows, int64_t cols,
@@ -29,6 +33,11 @@ typedef struct kiln_gemm_window {
 } kiln_gemm_window;
 KILN_CUDA_EXTERN cudaError_t kiln_gemm_window_copy(void *dst, const void *src, int elem_bytes, kiln_gemm_window w,
                                                    cudaStream_t s);
+
+/* dst (batch, cols, rows) = transpose of src (batch, rows, cols) for 2- or 4-byte elements:
+ * NCHW <-> NHWC (rows C, cols H*W) and weights (M, C, k) -> (M, k, C). */
+KILN_CUDA_EXTERN cudaError_t kiln_gemm_transpose(void *dst, const void *src, int elem_bytes, int64_t batch,
+                                                 int64_t rows, int64_t cols, cudaStream_t s);
 
 /* Integer matrix products, exact with wrap-around (uint64 arithmetic, stored in the output
  * type): y[b][m][n] = sum_k A(b, m, k) * B(b, k, n) (+ C(m, n)), for ct I32/I64/U32/U64.
