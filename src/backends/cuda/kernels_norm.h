@@ -134,6 +134,8 @@ KILN_CUDA_EXTERN cudaError_t kiln_norm_attention(int ct, const void *q, const vo
                                                  const void *past_k, const void *past_v, const void *mask,
                                                  const int64_t *nonpad, void *y, const kiln_norm_attn_args *a,
                                                  int tactic, cudaStream_t stream);
+/* Whether the SIMT attention kernel (any dtype) takes head sizes E (Q, K) and Ev (V). */
+KILN_CUDA_EXTERN int kiln_norm_attention_simt_fits(int64_t E, int64_t Ev);
 /* Whether the tensor-core attention kernel takes these arguments (pointers for alignment). */
 KILN_CUDA_EXTERN int kiln_norm_attention_tc_ok(int ct, const void *q, const void *k, const void *v,
                                                const void *past_k, const void *past_v, const void *y,

@@ -32,8 +32,25 @@ __device__ __forceinline__ float rows_inv(const kiln_norm_rows_args &a, float va
     return a.mvn ? 1.0f / (sqrtf(var) + 1e-9f) : rsqrtf(var + a.eps);
 }
 
+/* y for VEC normalized values at column c: the common LayerNorm case (PV: scale and bias of
+ * X's type, one per column, 16-byte aligned) loads them as vectors too. */
+template <typename T, int VEC, bool PV>
+__device__ __forceinline__ void rows_out(const kiln_norm_rows_args &a, const void *scale, const void *bias, int64_t row,
+                                         int64_t c, const float *v, float mean, float inv, float *o) {
+    if constexpr (PV) {
+        float sv[VEC], bv[VEC];
+        load_vec<T, VEC>((const T *)scale + c, sv);
+        if (bias) load_vec<T, VEC>((const T *)bias + c, bv);
+#pragma unroll
+        for (int i = 0; i < VEC; i++) o[i] = (v[i] - mean) * inv * sv[i] + (bias ? bv[i] : 0.0f);
+    } else {
+#pragma unroll
+        for (int i = 0; i < VEC; i++) o[i] = rows_affine(a, scale, bias, row, c + i, (v[i] - mean) * inv);
+    }
+}
+
 /* One warp per row; each lane holds NK vectors of VEC elements (NK * VEC * 32 >= cols). */
-template <typename T, int VEC, int NK>
+template <typename T, int VEC, int NK, bool PV>
 __global__ void __launch_bounds__(256) rows_warp(const T *__restrict__ x, T *__restrict__ y, const void *scale,
                                                  const void *bias, void *mean_out, void *inv_out,
                                                  const kiln_norm_rows_args a) {
@@ -75,8 +92,7 @@ __global__ void __launch_bounds__(256) rows_warp(const T *__restrict__ x, T *__r
             int64_t c = ((int64_t)k * 32 + lane) * VEC;
             if (c < cols) {
                 float o[VEC];
-#pragma unroll
-                for (int i = 0; i < VEC; i++) o[i] = rows_affine(a, scale, bias, row, c + i, (v[k][i] - mean) * inv);
+                rows_out<T, VEC, PV>(a, scale, bias, row, c, v[k], mean, inv, o);
                 store_vec<T, VEC>(yr + c, o);
             }
         }
@@ -88,7 +104,7 @@ __global__ void __launch_bounds__(256) rows_warp(const T *__restrict__ x, T *__r
 }
 
 /* One block per row; the row is cached as floats in dynamic shared memory when `cache`. */
-template <typename T, int VEC>
+template <typename T, int VEC, bool PV>
 __global__ void rows_block(const T *__restrict__ x, T *__restrict__ y, const void *scale, const void *bias,
                            void *mean_out, void *inv_out, const kiln_norm_rows_args a, int cache) {
     extern __shared__ float row_cache[];
@@ -132,9 +148,9 @@ __global__ void rows_block(const T *__restrict__ x, T *__restrict__ y, const voi
             } else {
                 load_vec<T, VEC>(xr + c, v);
             }
-#pragma unroll
-            for (int i = 0; i < VEC; i++) v[i] = rows_affine(a, scale, bias, row, c + i, (v[i] - mean) * inv);
-            store_vec<T, VEC>(yr + c, v);
+            float o[VEC];
+            rows_out<T, VEC, PV>(a, scale, bias, row, c, v, mean, inv, o);
+            store_vec<T, VEC>(yr + c, o);
         }
         if (threadIdx.x == 0) {
             if (mean_out) st_ct(a.ct_stat, mean_out, row, mean);
@@ -147,31 +163,31 @@ __global__ void rows_block(const T *__restrict__ x, T *__restrict__ y, const voi
 /* Most shared memory a row cache may take without raising the kernel's limit. */
 static const int64_t kRowCacheBytes = 48 * 1024;
 
-template <typename T, int VEC, int NK>
+template <typename T, int VEC, int NK, bool PV>
 static void launch_rows_warp(const T *x, T *y, const void *s, const void *b, void *m, void *iv,
                              const kiln_norm_rows_args &a, cudaStream_t st) {
     if constexpr (VEC * NK <= 32) {
         const int threads = 256, wpb = threads / 32;
-        rows_warp<T, VEC, NK><<<grid_for(a.rows, wpb), threads, 0, st>>>(x, y, s, b, m, iv, a);
+        rows_warp<T, VEC, NK, PV><<<grid_for(a.rows, wpb), threads, 0, st>>>(x, y, s, b, m, iv, a);
     }
 }
 
-template <typename T, int VEC>
+template <typename T, int VEC, bool PV>
 static void launch_rows(const T *x, T *y, const void *s, const void *b, void *m, void *iv, const kiln_norm_rows_args &a,
                         cudaStream_t st) {
     int64_t nk = (a.cols + 32 * VEC - 1) / (32 * VEC);
     if (nk * VEC <= 32) {
-        if (nk <= 1) launch_rows_warp<T, VEC, 1>(x, y, s, b, m, iv, a, st);
-        else if (nk <= 2) launch_rows_warp<T, VEC, 2>(x, y, s, b, m, iv, a, st);
-        else if (nk <= 4) launch_rows_warp<T, VEC, 4>(x, y, s, b, m, iv, a, st);
-        else if (nk <= 8) launch_rows_warp<T, VEC, 8>(x, y, s, b, m, iv, a, st);
-        else if (nk <= 16) launch_rows_warp<T, VEC, 16>(x, y, s, b, m, iv, a, st);
-        else launch_rows_warp<T, VEC, 32>(x, y, s, b, m, iv, a, st);
+        if (nk <= 1) launch_rows_warp<T, VEC, 1, PV>(x, y, s, b, m, iv, a, st);
+        else if (nk <= 2) launch_rows_warp<T, VEC, 2, PV>(x, y, s, b, m, iv, a, st);
+        else if (nk <= 4) launch_rows_warp<T, VEC, 4, PV>(x, y, s, b, m, iv, a, st);
+        else if (nk <= 8) launch_rows_warp<T, VEC, 8, PV>(x, y, s, b, m, iv, a, st);
+        else if (nk <= 16) launch_rows_warp<T, VEC, 16, PV>(x, y, s, b, m, iv, a, st);
+        else launch_rows_warp<T, VEC, 32, PV>(x, y, s, b, m, iv, a, st);
         return;
     }
     int cache = a.cols * (int64_t)sizeof(float) <= kRowCacheBytes;
     size_t smem = cache ? (size_t)a.cols * sizeof(float) : 0;
-    rows_block<T, VEC><<<grid_for(a.rows, 1), row_threads(a.cols / VEC), smem, st>>>(x, y, s, b, m, iv, a, cache);
+    rows_block<T, VEC, PV><<<grid_for(a.rows, 1), row_threads(a.cols / VEC), smem, st>>>(x, y, s, b, m, iv, a, cache);
 }
 
 /* MVN over any axes: one block per group, elements through the reduced view. */
@@ -253,8 +269,12 @@ extern "C" cudaError_t kiln_norm_rows(int ct, const void *x, void *y, const void
     KNORM_FLOAT_SWITCH(ct, T, {
         const int V = vec16<T>();
         bool vec = a->cols % V == 0 && (uintptr_t)x % 16 == 0 && (uintptr_t)y % 16 == 0;
-        if (vec) launch_rows<T, V>((const T *)x, (T *)y, scale, bias, mean, inv_std, *a, stream);
-        else launch_rows<T, 1>((const T *)x, (T *)y, scale, bias, mean, inv_std, *a, stream);
+        /* per-column parameters of X's type in order: vector loads for them too */
+        bool pv = vec && a->affine == KILN_NORM_AFFINE_COL && a->ct_param == ct && scale && a->s_direct &&
+                  (uintptr_t)scale % 16 == 0 && (!bias || (a->b_direct && (uintptr_t)bias % 16 == 0));
+        if (pv) launch_rows<T, V, true>((const T *)x, (T *)y, scale, bias, mean, inv_std, *a, stream);
+        else if (vec) launch_rows<T, V, false>((const T *)x, (T *)y, scale, bias, mean, inv_std, *a, stream);
+        else launch_rows<T, 1, false>((const T *)x, (T *)y, scale, bias, mean, inv_std, *a, stream);
     });
     return cudaGetLastError();
 }

@@ -1,7 +1,7 @@
 /* norm_attention.c — Attention (opsets 23-25), RotaryEmbedding and SwiGLU on the GPU; kernels
  * in norm_attention.cu. Attention is one fused kernel (tensor cores for F16/BF16 with head
- * size 64 or 128 on 16-byte aligned rows, an FP32 SIMT kernel for everything else up to head
- * size 512): 3-D and 4-D Q/K/V, GQA, is_causal, attn_mask (bool, or float added; broadcast,
+ * size 64 or 128 on 16-byte aligned rows, an FP32 SIMT kernel for everything else: V head size
+ * up to 512, Q/K head size while a tile fits in 48 KB, about 700): 3-D and 4-D Q/K/V, GQA, is_causal, attn_mask (bool, or float added; broadcast,
  * short last dim), scale, softcap, past_key/past_value (attended after them) with
  * present_key/present_value, nonpad_kv_seqlen and the opset 25 window sizes.
  * Refused: the qk_matmul_output output, V of another dtype than Q, masks of integer dtypes.
@@ -22,12 +22,13 @@ static const char *attention_supports(const kiln_node *n, kiln_tensor *const *in
     if (norm_has_in(n, in, 3) && in[3]->dtype != KILN_DTYPE_BOOL && !norm_is_float(in[3]->dtype))
         return "attn_mask dtype (only bool, float32, float16, bfloat16)";
     if (n->n_outputs > 3 && n->outputs[3] >= 0) return "qk_matmul_output (output 3) is not produced by the fused kernel";
-    const kiln_tensor *v = in[2];
-    /* the SIMT kernel's head-size limit (known shapes only; run checks again) */
-    int64_t ev = v->rank == 4 ? v->dims[3] : KILN_DIM_UNKNOWN;
+    /* the SIMT kernel's head-size limits (known shapes only; run checks again) */
+    const kiln_tensor *q = in[0], *v = in[2];
     const red_attention_params *p = n->params;
+    int64_t e = q->rank == 4 ? q->dims[3] : KILN_DIM_UNKNOWN, ev = v->rank == 4 ? v->dims[3] : KILN_DIM_UNKNOWN;
+    if (q->rank == 3 && p->q_num_heads > 0 && q->dims[2] >= 0) e = q->dims[2] / p->q_num_heads;
     if (v->rank == 3 && p->kv_num_heads > 0 && v->dims[2] >= 0) ev = v->dims[2] / p->kv_num_heads;
-    if (ev > 512) return "V head size above 512";
+    if (e >= 0 && ev >= 0 && !kiln_norm_attention_simt_fits(e, ev)) return "head sizes too large (V above 512, or Q/K and V rows over 48 KB)";
     return NULL;
 }
 
@@ -60,8 +61,9 @@ static kiln_status attention_run(kiln_cuda_run *r, const kiln_node *n, kiln_tens
     const kiln_tensor *mask = norm_has_in(n, in, 3) ? in[3] : NULL;
     const kiln_tensor *pk = norm_has_in(n, in, 4) ? in[4] : NULL, *pv = norm_has_in(n, in, 5) ? in[5] : NULL;
     const kiln_tensor *nonpad = norm_has_in(n, in, 6) ? in[6] : NULL;
-    if (d.Ev > 512)
-        return kiln_node_error(n, KILN_STATUS_UNSUPPORTED, "V head size %lld is above the GPU kernel's 512", (long long)d.Ev);
+    if (!kiln_norm_attention_simt_fits(d.E, d.Ev))
+        return kiln_node_error(n, KILN_STATUS_UNSUPPORTED, "head sizes E = %lld, Ev = %lld are too large for the GPU attention kernel",
+                               (long long)d.E, (long long)d.Ev);
     kiln_norm_attn_args a;
     memset(&a, 0, sizeof a);
     a.B = d.B;

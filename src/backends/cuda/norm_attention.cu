@@ -5,7 +5,8 @@
  *              of 16 query rows each, 64-key tiles loaded with cp.async (K of the next tile
  *              in flight during softmax and P.V), QK^T and P.V on tensor cores (mma.sync
  *              m16n8k16), P kept in registers between the two products.
- *   attn_simt  any float type and head sizes up to 512: one warp per query row, FP32 FMAs.
+ *   attn_simt  any float type, V head size up to 512: 4 warps of 4 (or 1) query rows sharing
+ *              each K/V tile in shared memory, FP32 FMAs.
  * Both add the same bias (attn_mask, is_causal, window sizes, nonpad_kv_seqlen), skip key
  * tiles that are masked for the whole block, and write 0 for rows with no key left (the
  * reference's fully masked rows). Keys j < P come from past_key / past_value.
@@ -67,33 +68,40 @@ __device__ __forceinline__ const T *kv_row(const T *cur, const T *past, int64_t 
     return cur + b * sb + g * sh + (j - a.P) * ss;
 }
 
-/* ================= SIMT kernel: one warp per query row ================= */
+/* ================= SIMT kernel: RPW query rows per warp, 4 warps ================= */
 
-template <typename T, int EPL>
+template <typename T, int EPL, int RPW>
 __global__ void __launch_bounds__(128) attn_simt(const T *__restrict__ q, const T *__restrict__ k,
                                                  const T *__restrict__ v, const T *__restrict__ pk,
                                                  const T *__restrict__ pv, const void *__restrict__ mask,
                                                  const int64_t *__restrict__ nonpad, T *__restrict__ y,
                                                  const kiln_norm_attn_args a, int tk) {
     extern __shared__ float sm[];
-    const int NW = 4;
+    const int NW = 4, BR = NW * RPW;
     const int E = (int)a.E, Ev = (int)a.Ev;
-    float *Ks = sm;                 /* [tk][E + 1] */
+    float *Ks = sm;                 /* [tk][E + 1]: lane j reads key j without bank conflicts */
     float *Vs = Ks + tk * (E + 1);  /* [tk][Ev] */
-    float *Qs = Vs + tk * Ev;       /* [NW][E] */
+    float *Qs = Vs + tk * Ev;       /* [BR][E], scaled */
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-    const int64_t nqb = (a.Sq + NW - 1) / NW;
+    const int64_t nqb = (a.Sq + BR - 1) / BR;
     for (int64_t blk = blockIdx.x; blk < a.B * a.Hq * nqb; blk += gridDim.x) {
         int64_t qb = blk % nqb, h = (blk / nqb) % a.Hq, b = blk / (nqb * a.Hq);
-        int64_t g = h / (a.Hq / a.Hkv), i0 = qb * NW, i = i0 + warp;
-        int64_t i_last = (i0 + NW < a.Sq ? i0 + NW : a.Sq) - 1;
-        bool row_ok = i < a.Sq;
+        int64_t g = h / (a.Hq / a.Hkv), i0 = qb * BR, iw = i0 + warp * RPW;
+        int64_t i_last = (i0 + BR < a.Sq ? i0 + BR : a.Sq) - 1;
         attn_range kr = attn_keys(a, mask, nonpad, b, i0, i_last);
-        const T *qr = q + b * a.q_sb + h * a.q_sh + (row_ok ? i : 0) * a.q_ss;
-        for (int e = lane; e < E; e += 32) Qs[warp * E + e] = row_ok ? to_f(qr[e]) * a.scale : 0.0f;
-        float m = -INFINITY, l = 0.0f, acc[EPL];
+        for (int r = 0; r < RPW; r++) {
+            bool ok = iw + r < a.Sq;
+            const T *qr = q + b * a.q_sb + h * a.q_sh + (ok ? iw + r : 0) * a.q_ss;
+            for (int e = lane; e < E; e += 32) Qs[(warp * RPW + r) * E + e] = ok ? to_f(qr[e]) * a.scale : 0.0f;
+        }
+        float m[RPW], l[RPW], acc[RPW][EPL];
 #pragma unroll
-        for (int c = 0; c < EPL; c++) acc[c] = 0.0f;
+        for (int r = 0; r < RPW; r++) {
+            m[r] = -INFINITY;
+            l[r] = 0.0f;
+#pragma unroll
+            for (int c = 0; c < EPL; c++) acc[r][c] = 0.0f;
+        }
         for (int64_t j0 = kr.j_lo; j0 < kr.j_hi; j0 += tk) {
             int n = kr.j_hi - j0 < tk ? (int)(kr.j_hi - j0) : tk;
             __syncthreads(); /* the previous tile is consumed (and Qs written) */
@@ -106,37 +114,57 @@ __global__ void __launch_bounds__(128) attn_simt(const T *__restrict__ q, const 
                 Vs[r * Ev + e] = to_f(kv_row(v, pv, a.v_sb, a.v_sh, a.v_ss, a.Ev, a, b, g, j0 + r)[e]);
             }
             __syncthreads();
-            float s = -INFINITY;
-            if (row_ok && lane < n) {
-                float dot = 0.0f;
-                const float *kr_s = Ks + lane * (E + 1), *qs = Qs + warp * E;
-                for (int e = 0; e < E; e++) dot += qs[e] * kr_s[e];
-                s = attn_cap(dot, a.softcap) + attn_bias(a, mask, b, h, i, j0 + lane, kr.off, kr.npad);
-            }
-            float m_new = fmaxf(m, warp_max(s));
-            float m_use = m_new == -INFINITY ? 0.0f : m_new;
-            float p = s == -INFINITY ? 0.0f : expf(s - m_use);
-            float corr = expf(m - m_use);
-            l = l * corr + warp_sum(p);
-            m = m_new;
+            float dot[RPW];
 #pragma unroll
-            for (int c = 0; c < EPL; c++) acc[c] *= corr;
+            for (int r = 0; r < RPW; r++) dot[r] = 0.0f;
+            if (lane < n) {
+                const float *ks = Ks + lane * (E + 1), *qs = Qs + warp * RPW * E;
+                for (int e = 0; e < E; e++) {
+                    float kv = ks[e];
+#pragma unroll
+                    for (int r = 0; r < RPW; r++) dot[r] += qs[r * E + e] * kv;
+                }
+            }
+            float p[RPW];
+#pragma unroll
+            for (int r = 0; r < RPW; r++) {
+                int64_t i = iw + r;
+                float sc = -INFINITY;
+                if (i < a.Sq && lane < n) sc = attn_cap(dot[r], a.softcap) + attn_bias(a, mask, b, h, i, j0 + lane, kr.off, kr.npad);
+                float m_new = fmaxf(m[r], warp_max(sc));
+                float m_use = m_new == -INFINITY ? 0.0f : m_new;
+                p[r] = sc == -INFINITY ? 0.0f : expf(sc - m_use);
+                float corr = expf(m[r] - m_use);
+                l[r] = l[r] * corr + warp_sum(p[r]);
+                m[r] = m_new;
+#pragma unroll
+                for (int c = 0; c < EPL; c++) acc[r][c] *= corr;
+            }
             for (int jj = 0; jj < n; jj++) {
-                float pj = __shfl_sync(0xffffffffu, p, jj);
+                float pj[RPW];
+#pragma unroll
+                for (int r = 0; r < RPW; r++) pj[r] = __shfl_sync(0xffffffffu, p[r], jj);
 #pragma unroll
                 for (int c = 0; c < EPL; c++) {
                     int e = lane + 32 * c;
-                    if (e < Ev) acc[c] += pj * Vs[jj * Ev + e];
+                    if (e < Ev) {
+                        float vv = Vs[jj * Ev + e];
+#pragma unroll
+                        for (int r = 0; r < RPW; r++) acc[r][c] += pj[r] * vv;
+                    }
                 }
             }
         }
-        if (row_ok) {
+#pragma unroll
+        for (int r = 0; r < RPW; r++) {
+            int64_t i = iw + r;
+            if (i >= a.Sq) continue;
             T *yr = y + b * a.y_sb + h * a.y_sh + i * a.y_ss;
-            float inv = l > 0.0f ? 1.0f / l : 0.0f;
+            float inv = l[r] > 0.0f ? 1.0f / l[r] : 0.0f;
 #pragma unroll
             for (int c = 0; c < EPL; c++) {
                 int e = lane + 32 * c;
-                if (e < Ev) yr[e] = from_f<T>(acc[c] * inv);
+                if (e < Ev) yr[e] = from_f<T>(acc[r][c] * inv);
             }
         }
         __syncthreads(); /* Qs and the tiles are reused by the next block index */
@@ -197,26 +225,27 @@ template <int HD> __device__ __forceinline__ int swz(int r, int col) {
     return r * HD + ((((col >> 3) ^ (r & 7))) << 3) + (col & 7);
 }
 
-template <typename T, int HD>
-__global__ void __launch_bounds__(128) attn_tc(const T *__restrict__ q, const T *__restrict__ k,
+template <typename T, int HD, int NW>
+__global__ void __launch_bounds__(NW * 32) attn_tc(const T *__restrict__ q, const T *__restrict__ k,
                                                const T *__restrict__ v, const T *__restrict__ pk,
                                                const T *__restrict__ pv, const void *__restrict__ mask,
                                                const int64_t *__restrict__ nonpad, T *__restrict__ y,
                                                const kiln_norm_attn_args a) {
-    constexpr int BR = 64, BC = 64, NCH = HD / 8, KS = HD / 16, NT = BC / 8, ND = HD / 8;
-    __shared__ __align__(128) uint16_t ks_raw[BC * HD];
+    constexpr int BR = 16 * NW, BC = 64, NCH = HD / 8, KS = HD / 16, NT = BC / 8, ND = HD / 8, NTH = NW * 32;
+    __shared__ __align__(128) uint16_t ks_raw[(BR > BC ? BR : BC) * HD]; /* also stages Q */
     __shared__ __align__(128) uint16_t vs_raw[BC * HD];
     T *Ks = reinterpret_cast<T *>(ks_raw), *Vs = reinterpret_cast<T *>(vs_raw);
     const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, g4 = lane >> 2, t4 = lane & 3;
     const int64_t nqb = (a.Sq + BR - 1) / BR;
     const int64_t blk = blockIdx.x;
-    const int64_t qb = blk % nqb, h = (blk / nqb) % a.Hq, b = blk / (nqb * a.Hq);
+    /* the last query blocks first: with is_causal they have the most keys to visit */
+    const int64_t qb = nqb - 1 - blk % nqb, h = (blk / nqb) % a.Hq, b = blk / (nqb * a.Hq);
     const int64_t gk = h / (a.Hq / a.Hkv), i0 = qb * BR;
     const int64_t i_last = (i0 + BR < a.Sq ? i0 + BR : a.Sq) - 1;
     const attn_range kr = attn_keys(a, mask, nonpad, b, i0, i_last);
 
     /* Q tile -> Ks (as staging), then into registers as A fragments */
-    for (int c = tid; c < BR * NCH; c += 128) {
+    for (int c = tid; c < BR * NCH; c += NTH) {
         int r = c / NCH, ch = c % NCH;
         int64_t i = i0 + r;
         const T *src = q + b * a.q_sb + h * a.q_sh + (i < a.Sq ? i : 0) * a.q_ss + ch * 8;
@@ -235,7 +264,7 @@ __global__ void __launch_bounds__(128) attn_tc(const T *__restrict__ q, const T 
 
     /* Issues the cp.async loads of the 64 rows of K (or V) from key j0; rows past j_hi are zeros. */
     auto load_tile = [&](T *dst, const T *cur, const T *past, int64_t sb, int64_t sh, int64_t ss, int64_t j0) {
-        for (int c = tid; c < BC * NCH; c += 128) {
+        for (int c = tid; c < BC * NCH; c += NTH) {
             int r = c / NCH, ch = c % NCH;
             int64_t j = j0 + r;
             bool live = j < kr.j_hi;
@@ -415,10 +444,11 @@ __global__ void swiglu(const T *__restrict__ a, const T *__restrict__ b, T *__re
     }
 }
 
-/* The SIMT kernel's key tile: the most keys (32, 16 or 8) whose K and V rows fit in 48 KB. */
-static int simt_tile(int64_t E, int64_t Ev, size_t *smem) {
+/* The SIMT kernel's key tile: the most keys (32, 16 or 8) whose K and V rows, with the
+ * block's rpw * 4 query rows, fit in 48 KB; 0 if none. */
+static int simt_tile(int64_t E, int64_t Ev, int rpw, size_t *smem) {
     for (int tk = 32; tk >= 8; tk /= 2) {
-        size_t bytes = ((size_t)tk * (size_t)(E + 1 + Ev) + 4 * (size_t)E) * sizeof(float);
+        size_t bytes = ((size_t)tk * (size_t)(E + 1 + Ev) + 4 * (size_t)rpw * (size_t)E) * sizeof(float);
         if (bytes <= 48 * 1024) {
             *smem = bytes;
             return tk;
@@ -427,30 +457,50 @@ static int simt_tile(int64_t E, int64_t Ev, size_t *smem) {
     return 0;
 }
 
+template <typename T, int RPW>
+static void launch_simt_rpw(const T *q, const T *k, const T *v, const T *pk, const T *pv, const void *mask,
+                            const int64_t *nonpad, T *y, const kiln_norm_attn_args &a, int tk, size_t smem,
+                            cudaStream_t st) {
+    unsigned grid = grid_for(a.B * a.Hq * ((a.Sq + 4 * RPW - 1) / (4 * RPW)), 1);
+    int epl = (int)((a.Ev + 31) / 32);
+    if (epl <= 1) attn_simt<T, 1, RPW><<<grid, 128, smem, st>>>(q, k, v, pk, pv, mask, nonpad, y, a, tk);
+    else if (epl <= 2) attn_simt<T, 2, RPW><<<grid, 128, smem, st>>>(q, k, v, pk, pv, mask, nonpad, y, a, tk);
+    else if (epl <= 4) attn_simt<T, 4, RPW><<<grid, 128, smem, st>>>(q, k, v, pk, pv, mask, nonpad, y, a, tk);
+    else if (epl <= 8) attn_simt<T, 8, RPW><<<grid, 128, smem, st>>>(q, k, v, pk, pv, mask, nonpad, y, a, tk);
+    else attn_simt<T, 16, RPW><<<grid, 128, smem, st>>>(q, k, v, pk, pv, mask, nonpad, y, a, tk);
+}
+
 template <typename T>
 static cudaError_t launch_simt(const T *q, const T *k, const T *v, const T *pk, const T *pv, const void *mask,
                                const int64_t *nonpad, T *y, const kiln_norm_attn_args &a, cudaStream_t st) {
+    if (a.Ev > 512) return cudaErrorInvalidValue;
     size_t smem = 0;
-    int tk = simt_tile(a.E, a.Ev, &smem);
-    if (tk == 0 || a.Ev > 512) return cudaErrorInvalidValue;
-    int64_t blocks = a.B * a.Hq * ((a.Sq + 3) / 4);
-    unsigned grid = grid_for(blocks, 1);
-    int epl = (int)((a.Ev + 31) / 32);
-    if (epl <= 1) attn_simt<T, 1><<<grid, 128, smem, st>>>(q, k, v, pk, pv, mask, nonpad, y, a, tk);
-    else if (epl <= 2) attn_simt<T, 2><<<grid, 128, smem, st>>>(q, k, v, pk, pv, mask, nonpad, y, a, tk);
-    else if (epl <= 4) attn_simt<T, 4><<<grid, 128, smem, st>>>(q, k, v, pk, pv, mask, nonpad, y, a, tk);
-    else if (epl <= 8) attn_simt<T, 8><<<grid, 128, smem, st>>>(q, k, v, pk, pv, mask, nonpad, y, a, tk);
-    else attn_simt<T, 16><<<grid, 128, smem, st>>>(q, k, v, pk, pv, mask, nonpad, y, a, tk);
+    /* 4 query rows per warp share each K/V tile; one when only that fits (or Sq is tiny) */
+    int tk = a.Sq > 4 && a.Ev <= 256 ? simt_tile(a.E, a.Ev, 4, &smem) : 0;
+    if (tk) {
+        launch_simt_rpw<T, 4>(q, k, v, pk, pv, mask, nonpad, y, a, tk, smem, st);
+    } else {
+        tk = simt_tile(a.E, a.Ev, 1, &smem);
+        if (tk == 0) return cudaErrorInvalidValue;
+        launch_simt_rpw<T, 1>(q, k, v, pk, pv, mask, nonpad, y, a, tk, smem, st);
+    }
     return cudaGetLastError();
 }
 
 template <typename T>
 static cudaError_t launch_tc(const T *q, const T *k, const T *v, const T *pk, const T *pv, const void *mask,
                              const int64_t *nonpad, T *y, const kiln_norm_attn_args &a, cudaStream_t st) {
-    int64_t blocks = a.B * a.Hq * ((a.Sq + 63) / 64);
+    /* head size 128: 128 query rows (8 warps) per block halve the K/V traffic; head size 64
+     * keeps 64-row blocks, which fit 3 to an SM (measured faster on H100) */
+    bool wide = a.Sq > 64 && a.E == 128;
+    int64_t rows = wide ? 128 : 64, blocks = a.B * a.Hq * ((a.Sq + rows - 1) / rows);
     if (blocks > 0x7fffffff) return cudaErrorInvalidValue;
-    if (a.E == 64) attn_tc<T, 64><<<(unsigned)blocks, 128, 0, st>>>(q, k, v, pk, pv, mask, nonpad, y, a);
-    else attn_tc<T, 128><<<(unsigned)blocks, 128, 0, st>>>(q, k, v, pk, pv, mask, nonpad, y, a);
+    if (a.E == 64) {
+        attn_tc<T, 64, 4><<<(unsigned)blocks, 128, 0, st>>>(q, k, v, pk, pv, mask, nonpad, y, a);
+    } else {
+        if (wide) attn_tc<T, 128, 8><<<(unsigned)blocks, 256, 0, st>>>(q, k, v, pk, pv, mask, nonpad, y, a);
+        else attn_tc<T, 128, 4><<<(unsigned)blocks, 128, 0, st>>>(q, k, v, pk, pv, mask, nonpad, y, a);
+    }
     return cudaGetLastError();
 }
 
@@ -459,6 +509,11 @@ static bool al16(const void *p) { return ((uintptr_t)p & 15) == 0; }
 } /* namespace knorm */
 
 using namespace knorm;
+
+extern "C" int kiln_norm_attention_simt_fits(int64_t E, int64_t Ev) {
+    size_t smem;
+    return Ev <= 512 && simt_tile(E, Ev, 1, &smem) > 0;
+}
 
 extern "C" int kiln_norm_attention_tc_ok(int ct, const void *q, const void *k, const void *v, const void *past_k,
                                          const void *past_v, const void *y, const kiln_norm_attn_args *a) {

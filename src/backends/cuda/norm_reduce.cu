@@ -188,14 +188,14 @@ __global__ void reduce_rows_block(const T *__restrict__ x, T *__restrict__ y, co
     }
 }
 
-/* ---- MIDDLE: (outer, len, inner), blocks of 32 inner columns x 8 slices of len ---- */
+/* ---- MIDDLE: (outer, len, inner), blocks of 32 inner columns x blockDim.y (8 or 32) slices of len ---- */
 template <typename T, typename R>
-__global__ void __launch_bounds__(256) reduce_middle(const T *__restrict__ x, T *__restrict__ y,
-                                                     const kiln_norm_reduce_args a) {
+__global__ void __launch_bounds__(1024) reduce_middle(const T *__restrict__ x, T *__restrict__ y,
+                                                      const kiln_norm_reduce_args a) {
     typedef typename R::acc_t A;
-    __shared__ A sh[8][33];
-    __shared__ float shf[8][33];
-    const int op = a.op, tx = threadIdx.x, ty = threadIdx.y;
+    __shared__ A sh[32][33];
+    __shared__ float shf[32][33];
+    const int op = a.op, tx = threadIdx.x, ty = threadIdx.y, ny = blockDim.y;
     const int64_t len = a.len, inner = a.inner, nib = (inner + 31) / 32;
     for (int64_t blk = blockIdx.x; blk < a.outer * nib; blk += gridDim.x) {
         int64_t o = blk / nib, i = (blk % nib) * 32 + tx;
@@ -206,22 +206,22 @@ __global__ void __launch_bounds__(256) reduce_middle(const T *__restrict__ x, T 
             if (op == KILN_NRED_LOGSUMEXP) {
                 float m = -INFINITY;
                 if (live)
-                    for (int64_t j = ty; j < len; j += 8) m = fmaxf(m, finite_or(to_f(xp[j * inner]), -INFINITY));
+                    for (int64_t j = ty; j < len; j += ny) m = fmaxf(m, finite_or(to_f(xp[j * inner]), -INFINITY));
                 shf[ty][tx] = m;
                 __syncthreads();
                 m = shf[0][tx];
-                for (int r = 1; r < 8; r++) m = fmaxf(m, shf[r][tx]);
+                for (int r = 1; r < ny; r++) m = fmaxf(m, shf[r][tx]);
                 mx = lse_shift(m);
                 __syncthreads();
             }
         }
         A acc = R::init(op, a);
         if (live)
-            for (int64_t j = ty; j < len; j += 8) acc = R::comb(op, acc, R::pre(op, R::load(xp, j * inner), mx));
+            for (int64_t j = ty; j < len; j += ny) acc = R::comb(op, acc, R::pre(op, R::load(xp, j * inner), mx));
         sh[ty][tx] = acc;
         __syncthreads();
         if (ty == 0 && live) {
-            for (int r = 1; r < 8; r++) acc = R::comb(op, acc, sh[r][tx]);
+            for (int r = 1; r < ny; r++) acc = R::comb(op, acc, sh[r][tx]);
             R::store(y, o * inner + i, R::fin(op, acc, len, mx));
         }
         __syncthreads();
@@ -275,7 +275,8 @@ static void launch_reduce(const T *x, T *y, const kiln_norm_reduce_args &a, cuda
         break;
     }
     case KILN_NRED_MIDDLE:
-        reduce_middle<T, R><<<grid_for(a.outer * ((a.inner + 31) / 32), 1), dim3(32, 8), 0, st>>>(x, y, a);
+        /* long reductions with few columns: more slices of len per block */
+        reduce_middle<T, R><<<grid_for(a.outer * ((a.inner + 31) / 32), 1), dim3(32, a.len >= 256 ? 32 : 8), 0, st>>>(x, y, a);
         break;
     default: reduce_general<T, R><<<grid_for(a.n_out, 8), 256, 0, st>>>(x, y, a); break;
     }
