@@ -54,9 +54,10 @@ typedef struct cmp_metrics {
     int64_t outside_tol;   /* elements outside atol + rtol |r| (when that check applies) */
     int64_t worst_index;   /* the element with the largest |t - r| (-1 if none) */
     double worst_ref, worst_tgt;
+    char worst_at[96];     /* worst_index as a position: "[2,0,1]" */
     bool pass;
     bool hard;             /* a failure no pass rate forgives: shapes, NaN/Inf, exact mismatch */
-    char fail[200];        /* the first failed check, in words */
+    char fail[400];        /* the first failed check, in words */
 } cmp_metrics;
 
 /* Compares tgt against ref and judges the result against thr. */

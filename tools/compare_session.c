@@ -513,7 +513,7 @@ static kiln_status summarize(const cmp_opts *o, cmp_output *out, int64_t steps) 
     w->hard = hard;
     w->fail[0] = 0;
     if (first_fail >= 0) {
-        if (steps > 1) snprintf(w->fail, sizeof w->fail, "step %lld: %.150s", (long long)first_fail, out->steps[first_fail].fail);
+        if (steps > 1) snprintf(w->fail, sizeof w->fail, "step %lld: %.360s", (long long)first_fail, out->steps[first_fail].fail);
         else snprintf(w->fail, sizeof w->fail, "%s", out->steps[first_fail].fail);
     }
     double rate = (double)out->n_pass / (double)steps;

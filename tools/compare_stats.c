@@ -63,8 +63,8 @@ static void judge(cmp_metrics *m, const cmp_thresholds *thr) {
     }
     if (m->exact) {
         if (m->mismatches) {
-            snprintf(m->fail, sizeof m->fail, "%lld of %lld elements differ (exact match required); largest difference at [%lld]: target %.17g, reference %.17g",
-                     (long long)m->mismatches, (long long)m->count, (long long)m->worst_index, m->worst_tgt, m->worst_ref);
+            snprintf(m->fail, sizeof m->fail, "%lld of %lld elements differ (exact match required); largest difference at %s: target %.17g, reference %.17g",
+                     (long long)m->mismatches, (long long)m->count, m->worst_at, m->worst_tgt, m->worst_ref);
             return;
         }
         m->pass = true;
@@ -72,8 +72,8 @@ static void judge(cmp_metrics *m, const cmp_thresholds *thr) {
     }
     m->hard = false;
     if (thr->tol && m->outside_tol) {
-        snprintf(m->fail, sizeof m->fail, "%lld of %lld elements outside atol %g + rtol %g * |ref| (largest at [%lld]: target %.9g, reference %.9g)",
-                 (long long)m->outside_tol, (long long)m->count, thr->atol, thr->rtol, (long long)m->worst_index, m->worst_tgt, m->worst_ref);
+        snprintf(m->fail, sizeof m->fail, "%lld of %lld elements outside atol %g + rtol %g * |ref| (largest at %s: target %.9g, reference %.9g)",
+                 (long long)m->outside_tol, (long long)m->count, thr->atol, thr->rtol, m->worst_at, m->worst_tgt, m->worst_ref);
         return;
     }
     if (thr->cos && !(m->cosine >= thr->cosine)) {
@@ -150,6 +150,13 @@ kiln_status cmp_metrics_compute(const kiln_tensor_t *ref, const kiln_tensor_t *t
         else if (rr == 0 || tt == 0) m->cosine = 0.0;
         else m->cosine = dot / (sqrt(rr) * sqrt(tt));
     }
+    int64_t idx[KILN_MAX_RANK], flat = m->worst_index < 0 ? 0 : m->worst_index;
+    for (int k = ref->rank - 1; k >= 0; k--) {
+        int64_t d = ref->dims[k] > 0 ? ref->dims[k] : 1;
+        idx[k] = flat % d;
+        flat /= d;
+    }
+    kiln_dims_str(ref->rank, idx, m->worst_at, sizeof m->worst_at);
     judge(m, thr);
     return KILN_STATUS_OK;
 }
