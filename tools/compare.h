@@ -222,6 +222,7 @@ typedef struct cmp_signature {
     kiln_dtype *dtypes;
     int *ranks;
     int64_t (*dims)[KILN_MAX_RANK];
+    bool *has_default;           /* an initializer backs it: fed only when the data names it */
 } cmp_signature;
 kiln_status cmp_signature_of(const cmp_runner *r, cmp_signature *sig);
 void cmp_signature_free(cmp_signature *sig);

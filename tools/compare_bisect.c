@@ -96,7 +96,7 @@ static kiln_status search(bisect *b, layer *ls, int n, const char **set, int *n_
     *n_set = hi;
     /* 4: drop what is not needed, least important first */
     for (int i = *n_set - 1; i >= 0 && *n_set > 1; i--) {
-        progress(b, "dropping '%s' (%d left of %d)", set[i], i + 1, *n_set);
+        progress(b, "trying without '%s' (%d/%d)", set[i], *n_set - i, *n_set);
         int m = 0;
         for (int j = 0; j < *n_set; j++)
             if (j != i) names[m++] = set[j];

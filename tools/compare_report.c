@@ -53,7 +53,13 @@ static void print_output(FILE *f, const cmp_opts *o, const cmp_output *out, int6
     fprintf(f, "%s\n", w->exact ? "  exact match" : "");
     char over[64] = "";
     if (steps > 1) snprintf(over, sizeof over, " (each at its worst of %lld steps)", (long long)steps);
-    if (!w->compared) fprintf(f, "  problem     %s\n", w->problem);
+    if (!w->compared) {
+        fprintf(f, "  problem     %s\n", w->problem);
+        if (steps == 1) {
+            print_verdict(f, o, out, steps);
+            return;
+        }
+    }
     if (w->exact) {
         fprintf(f, "  mismatches  %lld of %lld elements%s\n", (long long)w->mismatches, (long long)w->count,
                 steps > 1 ? " (all steps)" : "");

@@ -10,6 +10,7 @@
 
 #include "core/core.h"
 #include "io/npy.h"
+#include "runtime/engine.h"
 
 #include <math.h>
 #include <string.h>
@@ -36,6 +37,13 @@ void cmp_thresholds_for(const cmp_opts *o, const char *name, cmp_thresholds *t) 
     if (!t->tol && !t->cos && !t->p99) t->tol = true, t->atol = 1e-5, t->rtol = 1e-5;
 }
 
+/* Whether graph input i has an initializer (an optional input with a default value). */
+static bool has_default(const cmp_runner *r, int i) {
+    const kiln_model *m = r->e ? &((const struct kiln_engine *)r->e)->model : (const kiln_model *)r->m;
+    const kiln_graph *g = m->graph;
+    return i < g->n_inputs && (g->values[g->inputs[i]].flags & KILN_VALUE_CONST);
+}
+
 kiln_status cmp_signature_of(const cmp_runner *r, cmp_signature *sig) {
     memset(sig, 0, sizeof *sig);
     int n = r->e ? kiln_engine_num_inputs(r->e) : kiln_model_num_inputs(r->m);
@@ -44,10 +52,12 @@ kiln_status cmp_signature_of(const cmp_runner *r, cmp_signature *sig) {
     sig->dtypes = kiln_calloc((size_t)(n ? n : 1), sizeof *sig->dtypes);
     sig->ranks = kiln_calloc((size_t)(n ? n : 1), sizeof *sig->ranks);
     sig->dims = kiln_calloc((size_t)(n ? n : 1), sizeof *sig->dims);
-    if (!sig->names || !sig->dtypes || !sig->ranks || !sig->dims) return kiln_error(KILN_STATUS_OUT_OF_MEMORY, "out of memory");
+    sig->has_default = kiln_calloc((size_t)(n ? n : 1), sizeof *sig->has_default);
+    if (!sig->names || !sig->dtypes || !sig->ranks || !sig->dims || !sig->has_default) return kiln_error(KILN_STATUS_OUT_OF_MEMORY, "out of memory");
     for (int i = 0; i < n; i++) {
         sig->names[i] = kiln_strdup(r->e ? kiln_engine_input_name(r->e, i) : kiln_model_input_name(r->m, i));
         if (!sig->names[i]) return kiln_error(KILN_STATUS_OUT_OF_MEMORY, "out of memory");
+        sig->has_default[i] = has_default(r, i);
         if (!r->e) {
             KILN_TRY(kiln_model_input_info(r->m, i, &sig->dtypes[i], &sig->ranks[i], sig->dims[i]));
             continue;
@@ -69,6 +79,7 @@ void cmp_signature_free(cmp_signature *sig) {
     free(sig->dtypes);
     free(sig->ranks);
     free(sig->dims);
+    free(sig->has_default);
     memset(sig, 0, sizeof *sig);
 }
 
@@ -134,7 +145,7 @@ static kiln_status feed_input(feed *f, int i, int64_t k, kiln_tensor_t **out, bo
     if (f->has_data)
         KILN_TRY(cli_data_get(&f->data, sig->names[i], sig->ranks[i], f->steps > 1, sig->n == 1, k, out));
     *from_data = *out != NULL;
-    if (*out) return KILN_STATUS_OK;
+    if (*out || sig->has_default[i]) return KILN_STATUS_OK; /* an input with a default keeps it */
     int rank;
     int64_t dims[KILN_MAX_RANK];
     double lo, hi;
@@ -180,7 +191,8 @@ static kiln_status feed_step(feed *f, int64_t k, kiln_tensor_t **inputs, char *d
         }
         KILN_TRY(feed_input(f, i, k, &inputs[i], &from_data));
         if (k == 0 && desc && u < n) {
-            if (from_data) u += (size_t)snprintf(desc + u, n - u, "%s%s: %s", u ? "; " : "", f->sig->names[i], f->o->data);
+            if (!inputs[i]) u += (size_t)snprintf(desc + u, n - u, "%s%s: its initializer", u ? "; " : "", f->sig->names[i]);
+            else if (from_data) u += (size_t)snprintf(desc + u, n - u, "%s%s: %s", u ? "; " : "", f->sig->names[i], f->o->data);
             else u += (size_t)snprintf(desc + u, n - u, "%s%s: generated (seed %llu)", u ? "; " : "", f->sig->names[i],
                                        (unsigned long long)f->o->seed);
         }
@@ -553,6 +565,7 @@ static kiln_status save_files(session *ss) {
         int m = 0;
         for (int i = 0; !s && i < ss->sig->n; i++) {
             kiln_tensor_t *t = NULL;
+            if (!ss->saved_in[0][i]) continue; /* an input left to its initializer */
             if (steps == 1 || state_of_input(o, names[i]) >= 0) s = kiln_tensor_clone(ss->saved_in[0][i], &t);
             else {
                 for (int64_t k = 0; k < steps; k++) col[k] = ss->saved_in[k][i];

@@ -393,6 +393,22 @@ def test_generated_inputs_follow_ranges_and_seed(m):
     assert j["pass"] and "len_in: state, starts at the data's value" in j["inputs"]
 
 
+def test_inputs_with_initializers_keep_them(m):
+    """A graph input backed by an initializer (an optional input) is not generated: it keeps its value."""
+    d = m["d"]
+    w = np.random.default_rng(8).standard_normal((3, 4)).astype(np.float32)
+    g = helper.make_graph([helper.make_node("MatMul", ["x", "W"], ["y"], name="mm")], "opt",
+                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3]),
+                           helper.make_tensor_value_info("W", TensorProto.FLOAT, [3, 4])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 4])], [numpy_helper.from_array(w, "W")])
+    model = save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), d / "optional.onnx")
+    j = compare_json(model, "--save-inputs", d / "opt_in.npz", "--save-ref", d / "opt_ref.npz")
+    assert j["pass"] and "W: its initializer" in j["inputs"]
+    ins, ref = kilnrun.load_npz(d / "opt_in.npz"), kilnrun.load_npz(d / "opt_ref.npz")
+    assert set(ins) == {"x"}
+    np.testing.assert_allclose(ref["y"], ins["x"].astype(np.float64) @ w, rtol=1e-5, atol=1e-6)
+
+
 def test_usage_errors(m):
     d = m["d"]
     for args in (["--closed-loop"], ["--atol", "y:"], ["--min-pass-rate", "2"], ["--state", "h_out"],
