@@ -4,6 +4,7 @@
  *   compare_invariant.c  user contracts on outputs ("len==73", "cache_len:nondecreasing", ...)
  *   compare_runner.c     the two sides: an ONNX model (reference backend), an engine (loaded or
  *                        built on the fly), or saved reference outputs
+ *   compare_feed.c       the inputs of each step: data, generated, defaults, initial state
  *   compare_session.c    the step loop: inputs, state feedback, statistics per step and summary
  *   compare_report.c     text and JSON reports
  *   compare_plot.c       the PNG of error against step (cairo)
@@ -227,6 +228,24 @@ typedef struct cmp_signature {
 kiln_status cmp_signature_of(const cmp_runner *r, cmp_signature *sig);
 void cmp_signature_free(cmp_signature *sig);
 
+/* The inputs of the steps (compare_feed.c). */
+typedef struct cmp_feed {
+    const cmp_opts *o;
+    const cmp_signature *sig;
+    cli_data data;
+    bool has_data;
+    cli_rng rng;
+    int64_t steps;               /* --steps, else the data's step count, else 1 */
+} cmp_feed;
+kiln_status cmp_feed_open(cmp_feed *f, const cmp_opts *o, const cmp_signature *sig);
+void cmp_feed_close(cmp_feed *f);
+/* The inputs of step k that do not come from state (inputs[i] stays NULL for state inputs and for
+ * inputs left to their initializer); at step 0 desc (when not NULL) says where each comes from. */
+kiln_status cmp_feed_step(cmp_feed *f, int64_t k, kiln_tensor_t **inputs, char *desc, size_t n);
+/* The initial value of state input i: the data's (step 0 of a stepped array), else zeros. */
+kiln_status cmp_feed_initial_state(cmp_feed *f, int i, kiln_tensor_t **out, bool *from_data);
+/* The --state pair whose input is `name`, or -1. */
+int cmp_state_of_input(const cmp_opts *o, const char *name);
 /* Prepares the inputs of step 0 (for building a target whose profile follows the data). */
 kiln_status cmp_first_inputs(const cmp_opts *o, const cmp_signature *sig, cmp_tensors *out);
 void cmp_tensors_free(cmp_tensors *t);

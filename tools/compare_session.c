@@ -10,215 +10,9 @@
 
 #include "core/core.h"
 #include "io/npy.h"
-#include "runtime/engine.h"
 
 #include <math.h>
 #include <string.h>
-
-void cmp_thresholds_for(const cmp_opts *o, const char *name, cmp_thresholds *t) {
-    memset(t, 0, sizeof *t);
-    const struct { const cmp_named_value *v; int n; bool *has; double *out; } kinds[] = {
-        {o->atol, o->n_atol, &t->tol, &t->atol},
-        {o->rtol, o->n_rtol, &t->tol, &t->rtol},
-        {o->cosine, o->n_cosine, &t->cos, &t->cosine},
-        {o->p99, o->n_p99, &t->p99, &t->p99_atol},
-    };
-    for (size_t k = 0; k < sizeof kinds / sizeof *kinds; k++) {
-        /* the global value, then this output's own */
-        for (int pass = 0; pass < 2; pass++)
-            for (int i = 0; i < kinds[k].n; i++) {
-                bool own = strcmp(kinds[k].v[i].name, name) == 0;
-                if ((pass == 0 && !kinds[k].v[i].name[0]) || (pass == 1 && own)) {
-                    *kinds[k].has = true;
-                    *kinds[k].out = kinds[k].v[i].v;
-                }
-            }
-    }
-    if (!t->tol && !t->cos && !t->p99) t->tol = true, t->atol = 1e-5, t->rtol = 1e-5;
-}
-
-/* Whether graph input i has an initializer (an optional input with a default value). */
-static bool has_default(const cmp_runner *r, int i) {
-    const kiln_model *m = r->e ? &((const struct kiln_engine *)r->e)->model : (const kiln_model *)r->m;
-    const kiln_graph *g = m->graph;
-    return i < g->n_inputs && (g->values[g->inputs[i]].flags & KILN_VALUE_CONST);
-}
-
-kiln_status cmp_signature_of(const cmp_runner *r, cmp_signature *sig) {
-    memset(sig, 0, sizeof *sig);
-    int n = r->e ? kiln_engine_num_inputs(r->e) : kiln_model_num_inputs(r->m);
-    sig->n = n;
-    sig->names = kiln_calloc((size_t)(n ? n : 1), sizeof *sig->names);
-    sig->dtypes = kiln_calloc((size_t)(n ? n : 1), sizeof *sig->dtypes);
-    sig->ranks = kiln_calloc((size_t)(n ? n : 1), sizeof *sig->ranks);
-    sig->dims = kiln_calloc((size_t)(n ? n : 1), sizeof *sig->dims);
-    sig->has_default = kiln_calloc((size_t)(n ? n : 1), sizeof *sig->has_default);
-    if (!sig->names || !sig->dtypes || !sig->ranks || !sig->dims || !sig->has_default) return kiln_error(KILN_STATUS_OUT_OF_MEMORY, "out of memory");
-    for (int i = 0; i < n; i++) {
-        sig->names[i] = kiln_strdup(r->e ? kiln_engine_input_name(r->e, i) : kiln_model_input_name(r->m, i));
-        if (!sig->names[i]) return kiln_error(KILN_STATUS_OUT_OF_MEMORY, "out of memory");
-        sig->has_default[i] = has_default(r, i);
-        if (!r->e) {
-            KILN_TRY(kiln_model_input_info(r->m, i, &sig->dtypes[i], &sig->ranks[i], sig->dims[i]));
-            continue;
-        }
-        KILN_TRY(kiln_engine_input_info(r->e, i, &sig->dtypes[i], &sig->ranks[i], sig->dims[i]));
-        int prank;
-        int64_t mn[KILN_MAX_RANK], op[KILN_MAX_RANK], mx[KILN_MAX_RANK];
-        if (kiln_engine_profile_shape(r->e, r->profile, i, &prank, mn, op, mx) == KILN_STATUS_OK && prank >= 0) {
-            sig->ranks[i] = prank;
-            memcpy(sig->dims[i], op, sizeof(int64_t) * (size_t)prank);
-        }
-    }
-    return KILN_STATUS_OK;
-}
-
-void cmp_signature_free(cmp_signature *sig) {
-    for (int i = 0; sig->names && i < sig->n; i++) free(sig->names[i]);
-    free(sig->names);
-    free(sig->dtypes);
-    free(sig->ranks);
-    free(sig->dims);
-    free(sig->has_default);
-    memset(sig, 0, sizeof *sig);
-}
-
-static int state_of_input(const cmp_opts *o, const char *name) {
-    for (int p = 0; p < o->n_state; p++)
-        if (strcmp(o->state[p].in, name) == 0) return p;
-    return -1;
-}
-
-/* The shape data is generated at: --shapes, else the declared (or the engine profile's) shape. */
-static kiln_status gen_shape(const cmp_opts *o, const cmp_signature *sig, int i, int *rank, int64_t *dims) {
-    cli_shape given[64];
-    int n_given = 0;
-    if (o->shapes && cli_parse_shapes(o->shapes, given, 64, &n_given))
-        return kiln_error(KILN_STATUS_INVALID_ARGUMENT, "--shapes '%s': expected NAME:AxBxC,...", o->shapes);
-    const cli_shape *sh = cli_find_shape(given, n_given, sig->names[i]);
-    *rank = sh ? sh->rank : sig->ranks[i];
-    memcpy(dims, sh ? sh->dims : sig->dims[i], sizeof(int64_t) * KILN_MAX_RANK);
-    if (*rank < 0)
-        return kiln_error(KILN_STATUS_INVALID_ARGUMENT, "input '%s' has no declared shape: give it with --shapes or in --data", sig->names[i]);
-    for (int k = 0; k < *rank; k++)
-        if (dims[k] < 0)
-            return kiln_error(KILN_STATUS_INVALID_ARGUMENT, "input '%s' has a dynamic dim %d: give its shape with --shapes %s:... or its data with --data",
-                              sig->names[i], k, sig->names[i]);
-    return KILN_STATUS_OK;
-}
-
-typedef struct feed {
-    const cmp_opts *o;
-    const cmp_signature *sig;
-    cli_data data;
-    bool has_data;
-    cli_rng rng;
-    int64_t steps;
-} feed;
-
-static int sig_rank(const char *name, void *user) {
-    const cmp_signature *sig = user;
-    for (int i = 0; i < sig->n; i++)
-        if (strcmp(sig->names[i], name) == 0) return sig->ranks[i];
-    return -1;
-}
-
-static kiln_status feed_open(feed *f, const cmp_opts *o, const cmp_signature *sig) {
-    memset(f, 0, sizeof *f);
-    f->o = o;
-    f->sig = sig;
-    cli_rng_seed(&f->rng, o->seed);
-    int64_t data_steps = 0;
-    if (o->data) {
-        KILN_TRY(cli_data_open(o->data, &f->data));
-        f->has_data = true;
-        KILN_TRY(cli_data_steps(&f->data, sig_rank, (void *)sig, &data_steps));
-    }
-    f->steps = o->steps > 0 ? o->steps : data_steps > 0 ? data_steps : 1;
-    return KILN_STATUS_OK;
-}
-
-/* Input i at step k: from the data when it names it, else random. *from_data says which. */
-static kiln_status feed_input(feed *f, int i, int64_t k, kiln_tensor_t **out, bool *from_data) {
-    const cmp_signature *sig = f->sig;
-    *out = NULL;
-    if (f->has_data)
-        KILN_TRY(cli_data_get(&f->data, sig->names[i], sig->ranks[i], f->steps > 1, sig->n == 1, k, out));
-    *from_data = *out != NULL;
-    if (*out || sig->has_default[i]) return KILN_STATUS_OK; /* an input with a default keeps it */
-    int rank;
-    int64_t dims[KILN_MAX_RANK];
-    double lo, hi;
-    KILN_TRY(gen_shape(f->o, sig, i, &rank, dims));
-    cli_range_for(f->o->ranges, f->o->n_ranges, sig->names[i], sig->dtypes[i], &lo, &hi);
-    return cli_random_tensor(sig->dtypes[i], rank, dims, lo, hi, &f->rng, out);
-}
-
-/* The initial value of a state input: the data's (step 0 of a stepped array), else zeros. */
-static kiln_status feed_initial_state(feed *f, int i, kiln_tensor_t **out, bool *from_data) {
-    const cmp_signature *sig = f->sig;
-    *out = NULL;
-    if (f->has_data) KILN_TRY(cli_data_get(&f->data, sig->names[i], sig->ranks[i], false, sig->n == 1, 0, out));
-    if (*out && sig->ranks[i] >= 0 && (*out)->rank == sig->ranks[i] + 1) {
-        kiln_tensor_t *first;
-        kiln_status s = cli_tensor_slice(*out, 0, &first);
-        kiln_tensor_destroy(*out);
-        *out = s ? NULL : first;
-        KILN_TRY(s);
-    }
-    *from_data = *out != NULL;
-    if (*out) return KILN_STATUS_OK;
-    int rank;
-    int64_t dims[KILN_MAX_RANK];
-    KILN_TRY(gen_shape(f->o, sig, i, &rank, dims));
-    return kiln_tensor_create(sig->dtypes[i], rank, dims, out);
-}
-
-/* The inputs of a step that do not come from state (inputs[i] NULL for state inputs). */
-static kiln_status feed_step(feed *f, int64_t k, kiln_tensor_t **inputs, char *desc, size_t n) {
-    size_t u = 0;
-    for (int i = 0; i < f->sig->n; i++) {
-        bool from_data;
-        if (state_of_input(f->o, f->sig->names[i]) >= 0) {
-            if (k == 0 && desc) {
-                kiln_tensor_t *t;
-                KILN_TRY(feed_initial_state(f, i, &t, &from_data));
-                kiln_tensor_destroy(t);
-                if (u < n) u += (size_t)snprintf(desc + u, n - u, "%s%s: state, starts at %s", u ? "; " : "", f->sig->names[i],
-                                                 from_data ? "the data's value" : "zeros");
-            }
-            continue;
-        }
-        KILN_TRY(feed_input(f, i, k, &inputs[i], &from_data));
-        if (k == 0 && desc && u < n) {
-            if (!inputs[i]) u += (size_t)snprintf(desc + u, n - u, "%s%s: its initializer", u ? "; " : "", f->sig->names[i]);
-            else if (from_data) u += (size_t)snprintf(desc + u, n - u, "%s%s: %s", u ? "; " : "", f->sig->names[i], f->o->data);
-            else u += (size_t)snprintf(desc + u, n - u, "%s%s: generated (seed %llu)", u ? "; " : "", f->sig->names[i],
-                                       (unsigned long long)f->o->seed);
-        }
-    }
-    return KILN_STATUS_OK;
-}
-
-kiln_status cmp_first_inputs(const cmp_opts *o, const cmp_signature *sig, cmp_tensors *out) {
-    memset(out, 0, sizeof *out);
-    feed f;
-    kiln_status s = feed_open(&f, o, sig);
-    out->names = kiln_calloc((size_t)(sig->n ? sig->n : 1), sizeof *out->names);
-    out->t = kiln_calloc((size_t)(sig->n ? sig->n : 1), sizeof *out->t);
-    if (!s && (!out->names || !out->t)) s = kiln_error(KILN_STATUS_OUT_OF_MEMORY, "out of memory");
-    if (!s) {
-        out->n = sig->n;
-        for (int i = 0; i < sig->n; i++) out->names[i] = kiln_strdup(sig->names[i]);
-        s = feed_step(&f, 0, out->t, NULL, 0);
-        for (int i = 0; !s && i < sig->n; i++) {
-            bool from_data;
-            if (state_of_input(o, sig->names[i]) >= 0) s = feed_initial_state(&f, i, &out->t[i], &from_data);
-        }
-    }
-    cli_data_close(&f.data);
-    return s;
-}
 
 /* ---- the loop ---- */
 
@@ -231,7 +25,7 @@ typedef struct side {
 typedef struct session {
     const cmp_opts *o;
     const cmp_signature *sig;
-    feed f;
+    cmp_feed f;
     side s[2];
     int *ref_idx, *tgt_idx;       /* per compared output */
     cmp_result *res;
@@ -331,7 +125,7 @@ static void side_inputs(session *ss, int k, const char **names, kiln_tensor_t **
     for (int i = 0; i < ss->sig->n; i++) {
         names[i] = ss->sig->names[i];
         ts[i] = ss->inputs[i];
-        int p = state_of_input(o, names[i]);
+        int p = cmp_state_of_input(o, names[i]);
         if (p >= 0) ts[i] = (k == 1 && !o->closed_loop) ? ss->s[0].state[p] : ss->s[k].state[p];
     }
     *in = (cmp_tensors){ss->sig->n, names, ts};
@@ -429,12 +223,12 @@ static kiln_status run_steps(session *ss, kiln_tensor_t **trace) {
     if (ss->sig->n > 512) return kiln_error(KILN_STATUS_UNSUPPORTED, "models with more than 512 inputs");
     for (int64_t k = 0; k < steps; k++) {
         for (int i = 0; i < ss->sig->n; i++) kiln_tensor_destroy(ss->inputs[i]), ss->inputs[i] = NULL;
-        KILN_TRY(feed_step(&ss->f, k, ss->inputs, k ? NULL : ss->res->inputs_desc, sizeof ss->res->inputs_desc));
+        KILN_TRY(cmp_feed_step(&ss->f, k, ss->inputs, k ? NULL : ss->res->inputs_desc, sizeof ss->res->inputs_desc));
         if (k == 0)
             for (int i = 0; i < ss->sig->n; i++) {
-                int p = state_of_input(o, ss->sig->names[i]);
+                int p = cmp_state_of_input(o, ss->sig->names[i]);
                 bool from_data;
-                for (int s = 0; p >= 0 && s < 2; s++) KILN_TRY(feed_initial_state(&ss->f, i, &ss->s[s].state[p], &from_data));
+                for (int s = 0; p >= 0 && s < 2; s++) KILN_TRY(cmp_feed_initial_state(&ss->f, i, &ss->s[s].state[p], &from_data));
             }
         for (int s = 0; s < 2; s++) {
             side *sd = &ss->s[s];
@@ -544,7 +338,7 @@ static void session_free(session *ss) {
     }
     free(ss->saved_in);
     free(ss->saved_ref);
-    cli_data_close(&ss->f.data);
+    cmp_feed_close(&ss->f);
 }
 
 static kiln_status save_files(session *ss) {
@@ -555,7 +349,7 @@ static kiln_status save_files(session *ss) {
         /* state inputs: only their initial value (what --data wants back) */
         for (int64_t k = 1; k < ss->f.steps; k++)
             for (int i = 0; i < ss->sig->n; i++)
-                if (state_of_input(o, ss->sig->names[i]) >= 0) kiln_tensor_destroy(ss->saved_in[k][i]), ss->saved_in[k][i] = NULL;
+                if (cmp_state_of_input(o, ss->sig->names[i]) >= 0) kiln_tensor_destroy(ss->saved_in[k][i]), ss->saved_in[k][i] = NULL;
         int64_t steps = ss->f.steps;
         const char **names = (const char **)ss->sig->names;
         /* one column per input: stepped ones stacked, state ones as their first value */
@@ -566,7 +360,7 @@ static kiln_status save_files(session *ss) {
         for (int i = 0; !s && i < ss->sig->n; i++) {
             kiln_tensor_t *t = NULL;
             if (!ss->saved_in[0][i]) continue; /* an input left to its initializer */
-            if (steps == 1 || state_of_input(o, names[i]) >= 0) s = kiln_tensor_clone(ss->saved_in[0][i], &t);
+            if (steps == 1 || cmp_state_of_input(o, names[i]) >= 0) s = kiln_tensor_clone(ss->saved_in[0][i], &t);
             else {
                 for (int64_t k = 0; k < steps; k++) col[k] = ss->saved_in[k][i];
                 s = cli_tensor_stack(col, steps, &t);
@@ -586,7 +380,7 @@ kiln_status cmp_session_run(const cmp_opts *o, const cmp_signature *sig, cmp_run
                             kiln_tensor_t ***trace, int64_t *trace_steps) {
     memset(res, 0, sizeof *res);
     session ss = {.o = o, .sig = sig, .res = res};
-    kiln_status s = feed_open(&ss.f, o, sig);
+    kiln_status s = cmp_feed_open(&ss.f, o, sig);
     res->steps = ss.f.steps;
     res->inv = kiln_calloc((size_t)(o->n_inv + 1), sizeof *res->inv);
     ss.inputs = kiln_calloc((size_t)(sig->n + 1), sizeof *ss.inputs);

@@ -160,3 +160,25 @@ kiln_status cmp_metrics_compute(const kiln_tensor_t *ref, const kiln_tensor_t *t
     judge(m, thr);
     return KILN_STATUS_OK;
 }
+
+void cmp_thresholds_for(const cmp_opts *o, const char *name, cmp_thresholds *t) {
+    memset(t, 0, sizeof *t);
+    const struct { const cmp_named_value *v; int n; bool *has; double *out; } kinds[] = {
+        {o->atol, o->n_atol, &t->tol, &t->atol},
+        {o->rtol, o->n_rtol, &t->tol, &t->rtol},
+        {o->cosine, o->n_cosine, &t->cos, &t->cosine},
+        {o->p99, o->n_p99, &t->p99, &t->p99_atol},
+    };
+    for (size_t k = 0; k < sizeof kinds / sizeof *kinds; k++) {
+        /* the global value, then this output's own */
+        for (int pass = 0; pass < 2; pass++)
+            for (int i = 0; i < kinds[k].n; i++) {
+                bool own = strcmp(kinds[k].v[i].name, name) == 0;
+                if ((pass == 0 && !kinds[k].v[i].name[0]) || (pass == 1 && own)) {
+                    *kinds[k].has = true;
+                    *kinds[k].out = kinds[k].v[i].v;
+                }
+            }
+    }
+    if (!t->tol && !t->cos && !t->p99) t->tol = true, t->atol = 1e-5, t->rtol = 1e-5;
+}
