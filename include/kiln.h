@@ -161,6 +161,10 @@ kiln_status kiln_builder_set_optimization_level(kiln_builder_t *b, int level);
 /* Scratch memory kernels may use beyond the activation arena (bytes; 0 = no limit). */
 kiln_status kiln_builder_set_workspace(kiln_builder_t *b, uint64_t bytes);
 /* Keeps the named node at precision p whatever the builder would choose. */
+/* The CUDA backend times several implementations of some kernels (cuBLASLt and cuDNN
+ * algorithms) while building and keeps the fastest. This file (created when missing, written
+ * after the build) remembers those choices so rebuilds are fast and make the same ones. */
+kiln_status kiln_builder_set_timing_cache(kiln_builder_t *b, const char *path);
 kiln_status kiln_builder_set_layer_precision(kiln_builder_t *b, const char *node, kiln_precision p);
 /* INT8 post-training calibration (with KILN_PRECISION_INT8; docs/engines.md). data: an .npz (one
  * array per input, samples on a leading axis) or a folder of .npy/.npz files (a directory path),
@@ -228,6 +232,38 @@ kiln_status kiln_context_run(kiln_context_t *c);
  * (as kiln_model_run does). */
 kiln_status kiln_context_run_tensors(kiln_context_t *c, int n_inputs, const char *const *names,
                                      kiln_tensor_t *const *inputs, int n_outputs, kiln_tensor_t **outputs);
+
+/* ---- Measuring runs (what `kiln bench` reports; docs/bench.md) ---- */
+/* Called once per layer (a node of the engine's optimized graph, in execution order) after it
+ * ran, on the thread that called kiln_context_run: node is its index (0 .. number of layers in
+ * kiln_engine_describe's "layers" - 1), name and op_type its node name and ONNX op (a fused
+ * activation is not named here: see "fused_activation" in the description), ms its wall time
+ * (CLOCK_MONOTONIC). The strings are owned by the engine and live as long as it does. */
+typedef void (*kiln_layer_timer)(void *user, int node, const char *name, const char *op_type, double ms);
+/* Sets (or, with cb NULL, clears) the context's layer timer. Without one, layers are not timed
+ * at all; with one, each layer costs two clock reads more. */
+kiln_status kiln_context_set_layer_timer(kiln_context_t *c, kiln_layer_timer cb, void *user);
+
+/* GPU engines only (UNSUPPORTED on the CPU): from the next run on, the context captures its
+ * sequence of kernels as a CUDA graph and replays it while the profile and input shapes stay
+ * the same (an engine with host-side layers or data-dependent sizes runs uncaptured). */
+kiln_status kiln_context_set_cuda_graph(kiln_context_t *c, int enable);
+/* GPU engines: with enable false, runs copy nothing between host and device (trtexec's
+ * --noDataTransfers): inputs stay on the device as the first run after this call left them,
+ * and outputs are not copied back. On the CPU there are no transfers and this changes nothing. */
+kiln_status kiln_context_set_data_transfers(kiln_context_t *c, int enable);
+
+/* Where the time of one kiln_context_run went, in milliseconds. */
+typedef struct kiln_run_timing {
+    kiln_device device; /* where the layers ran */
+    double enqueue_ms;  /* host time spent inside kiln_context_run issuing the work; on the CPU the
+                           run is synchronous, so this is the whole run */
+    double h2d_ms;      /* copying bound host inputs to the device; 0 on the CPU (no copies) */
+    double compute_ms;  /* the layers; on the CPU the whole run (binding checks included) */
+    double d2h_ms;      /* copying outputs back to bound host buffers; 0 on the CPU */
+} kiln_run_timing;
+/* The timing of the context's last successful run. INVALID_ARGUMENT before the first one. */
+kiln_status kiln_context_last_timing(const kiln_context_t *c, kiln_run_timing *t);
 
 #ifdef __cplusplus
 }

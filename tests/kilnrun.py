@@ -173,15 +173,21 @@ def shapes_arg(inputs: dict[str, np.ndarray]) -> str:
 
 def run_model(model: str | os.PathLike, inputs: dict[str, np.ndarray], workdir: str | os.PathLike, *,
               binary: str | os.PathLike | None = None, timeout: float = 60,
-              cwd: str | os.PathLike | None = None, engine: bool = False) -> tuple[KilnRun, dict[str, np.ndarray] | None]:
+              cwd: str | os.PathLike | None = None, engine: bool = False,
+              build_args: list[str] | None = None) -> tuple[KilnRun, dict[str, np.ndarray] | None]:
     """Writes inputs to WORKDIR/inputs.npz, runs kiln on MODEL, loads WORKDIR/outputs.npz on success.
     With engine=True the model is first built into WORKDIR/model.kiln (a profile fixed at the
-    inputs' shapes), and the engine is what runs."""
+    inputs' shapes, plus build_args such as ["--device", "cuda"]), and the engine is what runs."""
     workdir = Path(workdir)
     in_path, out_path = workdir / "inputs.npz", workdir / "outputs.npz"
+    if build_args is None and os.environ.get("KILN_BUILD_ARGS"):
+        # e.g. KILN_BUILD_ARGS="--device cuda": every model runs as an engine built so (the GPU suite)
+        build_args = os.environ["KILN_BUILD_ARGS"].split()
+        engine = True
     if engine:
         eng = workdir / "model.kiln"
-        b = run_kiln(["build", model, "-o", eng, "--shapes", shapes_arg(inputs)], binary=binary, timeout=timeout, cwd=cwd)
+        b = run_kiln(["build", model, "-o", eng, "--shapes", shapes_arg(inputs)] + list(build_args or []),
+                     binary=binary, timeout=timeout, cwd=cwd)
         if b.kind != "ok":
             b.message = "build: " + b.message if b.message else "build failed"
             return b, None

@@ -23,7 +23,8 @@ static void help(void) {
            "  --min-shapes NAME:AxB,...     minimum shapes of a profile; each --min/--opt/--max-shapes triple\n"
            "  --opt-shapes NAME:AxB,...     adds one profile (repeat them for several profiles)\n"
            "  --max-shapes NAME:AxB,...\n"
-           "  --fp16, --bf16                allow reduced float precisions (refused until a backend implements them)\n"
+           "  --fp16, --bf16                GPU engines: float compute in fp16 (or bf16) with fp32 accumulation;\n"
+           "                                inputs and outputs stay fp32 (--device cuda only)\n"
            "  --int8                        post-training INT8: Conv, MatMul and Gemm with constant weights become\n"
            "                                QLinearConv / QLinearMatMul / MatMulInteger (per-channel int8 weights,\n"
            "                                per-tensor int8 activations); the rest stays fp32. Needs opset >= 13\n"
@@ -38,6 +39,8 @@ static void help(void) {
            "  --layer-precision NODE:fp32   keep a node at a precision (repeatable)\n"
            "  --workspace MIB               scratch memory limit for kernels\n"
            "  --device cpu|cuda             target device (default cpu)\n"
+           "  --timing-cache FILE           GPU: kernel timing decisions, read when present and written after the\n"
+           "                                build, so rebuilds skip the timing and choose the same kernels\n"
            "  -O LEVEL                      0: no passes, 1: folding and cleanup, 2: also fusions (default)\n"
            "  --json                        print the build report as JSON on stdout\n"
            "  -h, --help                    this text\n");
@@ -94,7 +97,9 @@ int cmd_build(int argc, char **argv) {
         {"calib", required_argument, 0, 4},        {"calib-dir", required_argument, 0, 5},
         {"calib-batch", required_argument, 0, 6},  {"calib-max", required_argument, 0, 7},
         {"calib-method", required_argument, 0, 8}, {"calib-cache", required_argument, 0, 9},
+        {"timing-cache", required_argument, 0, 'T'},
         {"help", no_argument, 0, 'h'},             {0, 0, 0, 0}};
+    const char *timing_cache = NULL;
     const char *calib = NULL, *calib_dir = NULL, *calib_method = NULL, *calib_cache = NULL;
     int64_t calib_batch = 0, calib_max = 0;
     const char *out = NULL, *shapes = NULL, *mins[MAX_PROFILES], *opts_[MAX_PROFILES], *maxs[MAX_PROFILES];
@@ -118,6 +123,7 @@ int cmd_build(int argc, char **argv) {
         case 3: precisions |= KILN_PRECISION_INT8; break;
         case 'l': if (nlp == 256) return cli_usage_error("build", "too many --layer-precision"); layer_prec[nlp++] = optarg; break;
         case 'w': workspace_mib = atof(optarg); break;
+        case 'T': timing_cache = optarg; break;
         case 'd':
             if (strcmp(optarg, "cpu") == 0) device = KILN_DEVICE_CPU;
             else if (strcmp(optarg, "cuda") == 0) device = KILN_DEVICE_CUDA;
@@ -168,6 +174,7 @@ int cmd_build(int argc, char **argv) {
     double t_import = now_s();
     if ((s = kiln_builder_create(&b))) goto fail;
     if ((s = kiln_builder_set_device(b, device))) goto fail;
+    if (timing_cache && (s = kiln_builder_set_timing_cache(b, timing_cache))) goto fail;
     if ((s = kiln_builder_set_precisions(b, precisions))) goto fail;
     if ((s = kiln_builder_set_optimization_level(b, level))) goto fail;
     if ((s = kiln_builder_set_workspace(b, (uint64_t)(workspace_mib * 1048576.0)))) goto fail;

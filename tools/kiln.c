@@ -44,6 +44,7 @@ static const struct {
     {"compare", cmd_compare, "compare a model's outputs with an engine's (errors, cosine, NaN, contracts, streaming state)"},
     {"inspect", cmd_inspect, "show an engine's layers, fusions, kernels, precisions, profiles and memory"},
     {"run", cmd_run, "run a model or engine on inputs from .npy/.npz files and print or save its outputs"},
+    {"bench", cmd_bench, "time an engine: throughput, latency percentiles, per-layer profile, --streams, --json"},
 };
 
 static void usage(FILE *f) {

@@ -78,6 +78,12 @@ kiln_status kiln_pass_scale_fold(kiln_graph *g, kiln_pass_stats *st);
 kiln_status kiln_pass_layernorm_fuse(kiln_graph *g, kiln_pass_stats *st);
 kiln_status kiln_pass_gelu_fuse(kiln_graph *g, kiln_pass_stats *st);
 kiln_status kiln_pass_attention_fuse(kiln_graph *g, kiln_pass_stats *st);
+/* FP16/BF16 engines (precision.c): float32 compute of the ops that do well in 16 bits moves to
+ * `to` (KILN_DTYPE_F16 or KILN_DTYPE_BF16), with Casts where float32 nodes, graph inputs and
+ * graph outputs meet it; nodes named in keep_fp32 stay. fused = nodes lowered, folded = weights
+ * converted. Run by the builder after the other passes (and after quantization). */
+kiln_status kiln_pass_reduce_precision(kiln_graph *g, kiln_dtype to, const char *const *keep_fp32, int n_keep,
+                                       kiln_pass_stats *st);
 kiln_status kiln_pass_matmul_bias(kiln_graph *g, kiln_pass_stats *st);
 kiln_status kiln_pass_act_fuse(kiln_graph *g, kiln_pass_stats *st);
 

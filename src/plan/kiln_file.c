@@ -46,6 +46,12 @@ static bool blob_put(kiln_blob *b, const void *data, size_t n) {
 static bool put_u32(kiln_blob *b, uint32_t v) { uint8_t x[4]; put32(x, v); return blob_put(b, x, 4); }
 static bool put_u64(kiln_blob *b, uint64_t v) { uint8_t x[8]; put64(x, v); return blob_put(b, x, 8); }
 
+#ifdef KILN_HAVE_CUDA
+#define KILN_CUDA_BUILT 1
+#else
+#define KILN_CUDA_BUILT 0
+#endif
+
 static const char *precision_names[] = {"fp32", "fp16", "bf16", "int8"};
 
 static char *meta_json(const kiln_engine *e) {
@@ -55,7 +61,18 @@ static char *meta_json(const kiln_engine *e) {
     cJSON_AddStringToObject(j, "backend", e->backend);
     cJSON_AddStringToObject(j, "device", e->device);
     cJSON *caps = cJSON_AddObjectToObject(j, "device_capabilities");
-    cJSON_AddStringToObject(caps, "arch", "portable C (any CPU)");
+    if (e->cuda_cc) {
+        char arch[16];
+        snprintf(arch, sizeof arch, "sm_%d", e->cuda_cc);
+        cJSON_AddStringToObject(caps, "arch", arch);
+        cJSON_AddNumberToObject(caps, "compute_capability", e->cuda_cc);
+    } else {
+        cJSON_AddStringToObject(caps, "arch", "portable C (any CPU)");
+    }
+    if (e->tactics) {
+        cJSON *t = cJSON_AddArrayToObject(j, "tactics");
+        for (int i = 0; i < e->model.graph->n_nodes; i++) cJSON_AddItemToArray(t, cJSON_CreateNumber(e->tactics[i]));
+    }
     cJSON *prec = cJSON_AddArrayToObject(j, "precisions");
     for (int k = 0; k < 4; k++)
         if (e->precisions & (1u << k)) cJSON_AddItemToArray(prec, cJSON_CreateString(precision_names[k]));
@@ -226,11 +243,22 @@ static kiln_status read_meta(const uint8_t *p, size_t n, const char *what, kiln_
     } else if (strcmp(ver->valuestring, KILN_VERSION_STRING) != 0) {
         s = kiln_error(KILN_STATUS_UNSUPPORTED, "%s: built by kiln %s, this is kiln %s: rebuild the engine from its model", what,
                        ver->valuestring, KILN_VERSION_STRING);
-    } else if (strcmp(backend->valuestring, "ref") != 0) {
+    } else if (strcmp(backend->valuestring, "cuda") == 0 && !KILN_CUDA_BUILT) {
+        s = kiln_error(KILN_STATUS_UNSUPPORTED, "%s: built for the GPU ('%s'); this kiln was built without the CUDA backend", what, device->valuestring);
+    } else if (strcmp(backend->valuestring, "ref") != 0 && strcmp(backend->valuestring, "cuda") != 0) {
         s = kiln_error(KILN_STATUS_UNSUPPORTED, "%s: built for backend '%s', which this kiln build does not have", what, backend->valuestring);
-    } else if (strcmp(device->valuestring, "cpu") != 0) {
+    } else if (strcmp(backend->valuestring, "ref") == 0 && strcmp(device->valuestring, "cpu") != 0) {
         s = kiln_error(KILN_STATUS_UNSUPPORTED, "%s: built for device '%s'; this machine runs the 'cpu' backend", what, device->valuestring);
     } else {
+        const cJSON *caps = cJSON_GetObjectItemCaseSensitive(j, "device_capabilities");
+        const cJSON *cc = cJSON_GetObjectItemCaseSensitive(caps, "compute_capability");
+        if (strcmp(backend->valuestring, "cuda") == 0) {
+            if (!cJSON_IsNumber(cc)) {
+                cJSON_Delete(j);
+                return kiln_error(KILN_STATUS_INVALID_MODEL, "%s: a cuda engine without its compute capability", what);
+            }
+            e->cuda_cc = cc->valueint;
+        }
         snprintf(e->backend, sizeof e->backend, "%s", backend->valuestring);
         snprintf(e->device, sizeof e->device, "%s", device->valuestring);
         e->nodes_before = cJSON_IsNumber(nb) ? nb->valueint : 0;
@@ -251,6 +279,26 @@ static kiln_status read_meta(const uint8_t *p, size_t n, const char *what, kiln_
             if (cJSON_IsNumber(x = cJSON_GetObjectItemCaseSensitive(it, "fused"))) ps->fused = x->valueint;
             if (cJSON_IsNumber(x = cJSON_GetObjectItemCaseSensitive(it, "folded"))) ps->folded = x->valueint;
         }
+    }
+    cJSON_Delete(j);
+    return s;
+}
+
+/* A cuda engine's tactics, one per node of the (now imported) graph. */
+static kiln_status read_tactics(const uint8_t *p, size_t n, const char *what, kiln_engine *e) {
+    if (!e->cuda_cc) return KILN_STATUS_OK;
+    cJSON *j = cJSON_ParseWithLength((const char *)p, n);
+    const cJSON *t = cJSON_GetObjectItemCaseSensitive(j, "tactics");
+    int nn = e->model.graph->n_nodes;
+    kiln_status s = KILN_STATUS_OK;
+    if (!cJSON_IsArray(t) || cJSON_GetArraySize(t) != nn) {
+        s = kiln_error(KILN_STATUS_INVALID_MODEL, "%s: META tactics do not match the graph's %d nodes", what, nn);
+    } else if (!(e->tactics = kiln_calloc((size_t)(nn ? nn : 1), sizeof(int)))) {
+        s = kiln_error(KILN_STATUS_OUT_OF_MEMORY, "out of memory");
+    } else {
+        int i = 0;
+        const cJSON *it;
+        cJSON_ArrayForEach(it, t) e->tactics[i++] = cJSON_IsNumber(it) ? it->valueint : -1;
     }
     cJSON_Delete(j);
     return s;
@@ -303,5 +351,6 @@ kiln_status kiln_engine_read(const void *data, size_t size, const char *what, ki
     e->model.weights_size = sec_size[KILN_SECTION_WEIGHTS];
     e->model.engine_graph = true;
     KILN_TRY(kiln_model_import(sec[KILN_SECTION_GRAPH], sec_size[KILN_SECTION_GRAPH], what, ".", &e->model));
+    KILN_TRY(read_tactics(sec[KILN_SECTION_META], sec_size[KILN_SECTION_META], what, e));
     return read_plan(sec[KILN_SECTION_PLAN], sec_size[KILN_SECTION_PLAN], what, e);
 }

@@ -3,6 +3,10 @@
  * passes, checks the optimization profiles against the inputs, chooses a kernel per node and
  * plans memory for each profile. */
 #include "engine.h"
+#ifdef KILN_HAVE_CUDA
+#include "../backends/cuda/cuda_exec.h"
+#include "context.h"
+#endif
 
 #include "../onnx/export.h"
 #include "../ops/op.h"
@@ -35,7 +39,15 @@ void kiln_builder_destroy(kiln_builder_t *b) {
     free(b->calib_data);
     free(b->calib_method);
     free(b->calib_cache);
+    free(b->timing_cache);
     free(b);
+}
+
+kiln_status kiln_builder_set_timing_cache(kiln_builder_t *b, const char *path) {
+    free(b->timing_cache);
+    b->timing_cache = path ? kiln_strdup(path) : NULL;
+    if (path && !b->timing_cache) return kiln_error(KILN_STATUS_OUT_OF_MEMORY, "out of memory");
+    return KILN_STATUS_OK;
 }
 
 kiln_status kiln_builder_set_calibration(kiln_builder_t *b, const char *data, const char *method, int64_t batch,
@@ -63,9 +75,11 @@ kiln_status kiln_builder_set_calibration(kiln_builder_t *b, const char *data, co
 }
 
 kiln_status kiln_builder_set_device(kiln_builder_t *b, kiln_device d) {
+#ifndef KILN_HAVE_CUDA
     if (d == KILN_DEVICE_CUDA)
-        return kiln_error(KILN_STATUS_UNSUPPORTED, "the CUDA backend is not part of this kiln build yet: build for --device cpu");
-    if (d != KILN_DEVICE_CPU) return kiln_error(KILN_STATUS_INVALID_ARGUMENT, "unknown device %d", (int)d);
+        return kiln_error(KILN_STATUS_UNSUPPORTED, "this kiln was built without the CUDA backend (no nvcc at build time): build for --device cpu");
+#endif
+    if (d != KILN_DEVICE_CPU && d != KILN_DEVICE_CUDA) return kiln_error(KILN_STATUS_INVALID_ARGUMENT, "unknown device %d", (int)d);
     b->device = d;
     return KILN_STATUS_OK;
 }
@@ -286,13 +300,70 @@ static kiln_status int8_scales(const kiln_builder_t *b, const kiln_model *m, kil
     return s;
 }
 
+#ifdef KILN_HAVE_CUDA
+/* Random data for input i at profile 0's opt shape: floats in [-1, 1], integers 0 (safe as
+ * indices), for the tuning run. */
+static kiln_status tuning_input(const kiln_engine *e, int i, kiln_tensor *t) {
+    const kiln_value *v = &e->model.graph->values[e->model.graph->inputs[i]];
+    const kiln_profile_dims *d = &e->profiles[0].inputs[i];
+    int rank = d->rank >= 0 ? d->rank : v->type.rank;
+    const int64_t *dims = d->rank >= 0 ? d->opt : v->type.dims;
+    KILN_TRY(kiln_tensor_alloc(t, v->type.dtype, rank, dims));
+    int64_t n = kiln_shape_count(rank, dims);
+    uint64_t x = 0x9E3779B97F4A7C15ull ^ (uint64_t)i;
+    for (int64_t k = 0; k < n; k++) {
+        x = x * 6364136223846793005ull + 1442695040888963407ull;
+        double r = (double)(x >> 11) / 9007199254740992.0 * 2 - 1;
+        if (kiln_dtype_is_float(t->dtype)) kiln_store_f64(t->dtype, t->data, k, r);
+    }
+    return KILN_STATUS_OK;
+}
+
+/* A cuda engine: the GPU's name and architecture, weights on the device, the nodes placed, then
+ * one run at profile 0's opt shapes that times the kernels with several tactics. */
+static kiln_status gpu_finish(const kiln_builder_t *b, kiln_engine *e) {
+    const kiln_graph *g = e->model.graph;
+    char name[96];
+    int cc = 0;
+    KILN_TRY(kiln_cuda_device_info(&cc, name, sizeof name, NULL));
+    snprintf(e->backend, sizeof e->backend, "cuda");
+    snprintf(e->device, sizeof e->device, "%s", name);
+    e->cuda_cc = cc;
+    e->tactics = kiln_malloc(sizeof(int) * (size_t)(g->n_nodes ? g->n_nodes : 1));
+    if (!e->tactics) return kiln_error(KILN_STATUS_OUT_OF_MEMORY, "out of memory");
+    for (int i = 0; i < g->n_nodes; i++) e->tactics[i] = -1;
+    KILN_TRY(kiln_cuda_engine_create(e));
+    struct kiln_timing_cache *tc = NULL;
+    if (b->timing_cache) KILN_TRY(kiln_timing_cache_open(b->timing_cache, name, &tc));
+    kiln_context_t *c = NULL;
+    kiln_tensor *ins = kiln_calloc((size_t)(g->n_inputs ? g->n_inputs : 1), sizeof *ins);
+    kiln_status s = ins ? kiln_context_create(e, &c) : kiln_error(KILN_STATUS_OUT_OF_MEMORY, "out of memory");
+    for (int i = 0; s == KILN_STATUS_OK && i < g->n_inputs; i++) {
+        const char *nm = g->values[g->inputs[i]].name;
+        if ((s = tuning_input(e, i, &ins[i]))) break;
+        if ((s = kiln_context_set_input_shape(c, nm, ins[i].rank, ins[i].dims))) break;
+        s = kiln_context_set_tensor_address(c, nm, ins[i].data ? ins[i].data : (void *)"", kiln_tensor_bytes(&ins[i]));
+    }
+    if (s == KILN_STATUS_OK) {
+        kiln_cuda_context_set_tuning(c->gpu, e->tactics, tc);
+        s = kiln_context_run(c);
+        if (s) kiln_error_prefix(s, "timing the GPU kernels");
+    }
+    if (s == KILN_STATUS_OK && tc) s = kiln_timing_cache_save(tc);
+    kiln_context_destroy(c);
+    for (int i = 0; ins && i < g->n_inputs; i++) kiln_tensor_release(&ins[i]);
+    free(ins);
+    kiln_timing_cache_free(tc);
+    return s;
+}
+#endif
+
 kiln_status kiln_builder_build(const kiln_builder_t *b, const kiln_model_t *m, kiln_engine_t **out) {
     if (!b || !m || !out) return kiln_error(KILN_STATUS_INVALID_ARGUMENT, "kiln_builder_build: NULL argument");
     *out = NULL;
-    if (b->precisions & (KILN_PRECISION_FP16 | KILN_PRECISION_BF16))
-        return kiln_error(KILN_STATUS_UNSUPPORTED,
-                          "%s%sengines are not supported yet: the CPU backend runs fp32 and int8 (reduced float precisions come with the CUDA backend)",
-                          b->precisions & KILN_PRECISION_FP16 ? "fp16 " : "", b->precisions & KILN_PRECISION_BF16 ? "bf16 " : "");
+    bool gpu = b->device == KILN_DEVICE_CUDA;
+    if ((b->precisions & KILN_PRECISION_FP16) && (b->precisions & KILN_PRECISION_BF16))
+        return kiln_error(KILN_STATUS_INVALID_ARGUMENT, "choose one of fp16 and bf16");
     bool int8 = (b->precisions & KILN_PRECISION_INT8) != 0;
     if (int8 && m->opset < KILN_QUANT_MIN_OPSET)
         return kiln_error(KILN_STATUS_UNSUPPORTED, "int8 engines need a model of opset >= %d (per-axis DequantizeLinear); %s is opset %d",
@@ -301,7 +372,8 @@ kiln_status kiln_builder_build(const kiln_builder_t *b, const kiln_model_t *m, k
         bool found = false;
         for (int i = 0; i < m->graph->n_nodes; i++) found |= strcmp(m->graph->nodes[i].name, b->layer_precisions[k].node) == 0;
         if (!found) return kiln_error(KILN_STATUS_INVALID_ARGUMENT, "--layer-precision names node '%s', which the model does not have", b->layer_precisions[k].node);
-        if (b->layer_precisions[k].p != KILN_PRECISION_FP32 && !(int8 && b->layer_precisions[k].p == KILN_PRECISION_INT8))
+        kiln_precision lp = b->layer_precisions[k].p;
+        if (lp != KILN_PRECISION_FP32 && !(int8 && lp == KILN_PRECISION_INT8) && !(lp & b->precisions & (KILN_PRECISION_FP16 | KILN_PRECISION_BF16)))
             return kiln_error(KILN_STATUS_UNSUPPORTED, "node '%s': only fp32%s layers exist in this build", b->layer_precisions[k].node,
                               int8 ? " and int8" : "");
     }
@@ -347,7 +419,20 @@ kiln_status kiln_builder_build(const kiln_builder_t *b, const kiln_model_t *m, k
         if ((s = kiln_pass_quantize(g, &scales, &qo, &qst))) goto fail;
         if (e->passes.n < (int)(sizeof e->passes.items / sizeof e->passes.items[0])) e->passes.items[e->passes.n++] = qst;
     }
-    if (b->opt_level > 0 || int8) {
+    bool low = (b->precisions & (KILN_PRECISION_FP16 | KILN_PRECISION_BF16)) != 0;
+    if (low) {
+        const char **keep = kiln_calloc((size_t)(b->n_layer_precisions + 1), sizeof *keep);
+        int n_keep = 0;
+        if (!keep) { s = kiln_error(KILN_STATUS_OUT_OF_MEMORY, "out of memory"); goto fail; }
+        for (int k = 0; k < b->n_layer_precisions; k++)
+            if (b->layer_precisions[k].p == KILN_PRECISION_FP32) keep[n_keep++] = b->layer_precisions[k].node;
+        kiln_pass_stats pst;
+        s = kiln_pass_reduce_precision(g, b->precisions & KILN_PRECISION_FP16 ? KILN_DTYPE_F16 : KILN_DTYPE_BF16, keep, n_keep, &pst);
+        free(keep);
+        if (s) goto fail;
+        if (e->passes.n < (int)(sizeof e->passes.items / sizeof e->passes.items[0])) e->passes.items[e->passes.n++] = pst;
+    }
+    if (b->opt_level > 0 || int8 || low) {
         kiln_model optimized;
         s = copy_model(g, e->model.opset, what, m->base_dir, &optimized);
         kiln_model_free_contents(&e->model);
@@ -368,6 +453,9 @@ kiln_status kiln_builder_build(const kiln_builder_t *b, const kiln_model_t *m, k
             goto fail;
         }
     }
+#ifdef KILN_HAVE_CUDA
+    if (gpu && (s = gpu_finish(b, e)) != KILN_STATUS_OK) goto fail;
+#endif
     scales_free(&scales);
     free(fp32_nodes);
     *out = e;

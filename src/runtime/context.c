@@ -4,35 +4,15 @@
  * offset (or to the caller's buffer for a bound graph output); shapes come from each op's
  * infer on the real inputs and must fit the plan. Values whose size depends on data are the
  * only allocations a run makes; they are freed at the next run. */
-#include "engine.h"
+#include "context.h"
+#ifdef KILN_HAVE_CUDA
+#include "../backends/cuda/cuda_exec.h"
+#endif
 
 #include "../ops/op.h"
 
 #include <string.h>
-
-typedef struct binding {
-    void *data;
-    size_t bytes;
-    bool has_shape;
-    int rank;
-    int64_t dims[KILN_MAX_RANK];
-} binding;
-
-struct kiln_context {
-    const kiln_engine *e;
-    int profile;
-    uint8_t *arena;
-    uint64_t arena_bytes;
-    bool naive;              /* KILN_NO_MEMORY_PLAN: every slot its own region */
-    uint64_t *naive_offsets; /* per slot, when naive */
-    binding *inputs;         /* per graph input */
-    binding *outputs;        /* per graph output */
-    kiln_tensor *slots;      /* per plan slot: the value as of the last run */
-    bool *heap;              /* slot data was allocated at run time (dynamic) */
-    kiln_slot_map map;       /* node output -> slot */
-    int n_slots;
-    bool ran;
-};
+#include <time.h>
 
 static const kiln_mem_plan *plan_of(const kiln_context_t *c) { return &c->e->profiles[c->profile].plan; }
 
@@ -52,6 +32,7 @@ kiln_status kiln_context_create(const kiln_engine_t *e, kiln_context_t **out) {
     kiln_context_t *c = kiln_calloc(1, sizeof *c);
     if (!c) return kiln_error(KILN_STATUS_OUT_OF_MEMORY, "out of memory");
     c->e = e;
+    c->transfers = true;
     c->n_slots = e->profiles[0].plan.n_slots;
     c->naive = getenv("KILN_NO_MEMORY_PLAN") && strcmp(getenv("KILN_NO_MEMORY_PLAN"), "0") != 0;
     for (int p = 0; p < e->n_profiles; p++) {
@@ -64,18 +45,31 @@ kiln_status kiln_context_create(const kiln_engine_t *e, kiln_context_t **out) {
     c->slots = kiln_calloc((size_t)(c->n_slots ? c->n_slots : 1), sizeof(kiln_tensor));
     c->heap = kiln_calloc((size_t)(c->n_slots ? c->n_slots : 1), sizeof(bool));
     c->naive_offsets = kiln_calloc((size_t)(c->n_slots ? c->n_slots : 1), sizeof(uint64_t));
-    c->arena = aligned_alloc(KILN_ARENA_ALIGN, (c->arena_bytes + KILN_ARENA_ALIGN - 1) / KILN_ARENA_ALIGN * KILN_ARENA_ALIGN + KILN_ARENA_ALIGN);
-    if (!c->inputs || !c->outputs || !c->slots || !c->heap || !c->naive_offsets || !c->arena ||
+    bool gpu = e->gpu != NULL; /* a cuda engine: the arena is on the device */
+    if (!gpu) c->arena = aligned_alloc(KILN_ARENA_ALIGN, (c->arena_bytes + KILN_ARENA_ALIGN - 1) / KILN_ARENA_ALIGN * KILN_ARENA_ALIGN + KILN_ARENA_ALIGN);
+    if (!c->inputs || !c->outputs || !c->slots || !c->heap || !c->naive_offsets || (!gpu && !c->arena) ||
         kiln_slot_map_build(g, &c->map) != KILN_STATUS_OK) {
         kiln_context_destroy(c);
         return kiln_error(KILN_STATUS_OUT_OF_MEMORY, "cannot allocate a context's %llu-byte arena", (unsigned long long)c->arena_bytes);
     }
+#ifdef KILN_HAVE_CUDA
+    if (gpu) {
+        kiln_status s = kiln_cuda_context_create(c);
+        if (s != KILN_STATUS_OK) {
+            kiln_context_destroy(c);
+            return s;
+        }
+    }
+#endif
     *out = c;
     return kiln_context_set_profile(c, 0);
 }
 
 void kiln_context_destroy(kiln_context_t *c) {
     if (!c) return;
+#ifdef KILN_HAVE_CUDA
+    kiln_cuda_context_destroy(c->gpu, c->e->model.graph->n_nodes, c->e->model.graph->n_inputs);
+#endif
     if (c->slots && c->heap) free_heap(c);
     free(c->inputs);
     free(c->outputs);
@@ -265,8 +259,61 @@ static kiln_status run_node(kiln_context_t *c, int i) {
     return s;
 }
 
+static double now_ms(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec * 1e3 + (double)t.tv_nsec * 1e-6;
+}
+
+kiln_status kiln_context_set_cuda_graph(kiln_context_t *c, int enable) {
+#ifdef KILN_HAVE_CUDA
+    if (c->gpu) {
+        c->cuda_graph = enable != 0;
+        return kiln_cuda_context_set_modes(c->gpu, c->cuda_graph, !c->transfers);
+    }
+#endif
+    if (!enable) return KILN_STATUS_OK;
+    return kiln_error(KILN_STATUS_UNSUPPORTED, "CUDA graphs need an engine built for the GPU (kiln build --device cuda); this one runs on the %s", c->e->device);
+}
+
+kiln_status kiln_context_set_data_transfers(kiln_context_t *c, int enable) {
+    c->transfers = enable != 0;
+#ifdef KILN_HAVE_CUDA
+    if (c->gpu) return kiln_cuda_context_set_modes(c->gpu, c->cuda_graph, !c->transfers);
+#endif
+    return KILN_STATUS_OK;
+}
+
+kiln_status kiln_context_set_layer_timer(kiln_context_t *c, kiln_layer_timer cb, void *user) {
+    if (!c) return kiln_error(KILN_STATUS_INVALID_ARGUMENT, "kiln_context_set_layer_timer: NULL context");
+    c->layer_timer = cb;
+    c->layer_timer_user = user;
+    return KILN_STATUS_OK;
+}
+
+kiln_status kiln_context_last_timing(const kiln_context_t *c, kiln_run_timing *t) {
+    if (!c || !t) return kiln_error(KILN_STATUS_INVALID_ARGUMENT, "kiln_context_last_timing: NULL argument");
+    if (!c->ran) return kiln_error(KILN_STATUS_INVALID_ARGUMENT, "the context has no successful run to time yet");
+    *t = c->timing;
+    return KILN_STATUS_OK;
+}
+
+/* Runs node i, timing it for the layer timer when one is set (only then: two clock reads). */
+static kiln_status run_node_timed(kiln_context_t *c, int i) {
+    if (!c->layer_timer) return run_node(c, i);
+    const kiln_node *n = &c->e->model.graph->nodes[i];
+    double t0 = now_ms();
+    KILN_TRY(run_node(c, i));
+    c->layer_timer(c->layer_timer_user, i, n->name ? n->name : "", kiln_op_name(n->op), now_ms() - t0);
+    return KILN_STATUS_OK;
+}
+
 kiln_status kiln_context_run(kiln_context_t *c) {
     const kiln_graph *g = c->e->model.graph;
+#ifdef KILN_HAVE_CUDA
+    if (c->gpu) return kiln_cuda_context_run(c);
+#endif
+    double t_start = now_ms();
     c->ran = false;
     free_heap(c);
     for (int v = 0; v < g->n_values; v++)
@@ -291,7 +338,7 @@ kiln_status kiln_context_run(kiln_context_t *c) {
         if (kiln_tensor_bytes(t) > b->bytes)
             return kiln_error(KILN_STATUS_INVALID_ARGUMENT, "input '%s' needs %zu bytes, its buffer has %zu", v->name, kiln_tensor_bytes(t), b->bytes);
     }
-    for (int i = 0; i < g->n_nodes; i++) KILN_TRY(run_node(c, i));
+    for (int i = 0; i < g->n_nodes; i++) KILN_TRY(run_node_timed(c, i));
     /* A graph output that is an input or a constant is copied into its bound buffer. */
     for (int j = 0; j < g->n_outputs; j++) {
         kiln_tensor *t = &c->slots[g->outputs[j]];
@@ -303,6 +350,9 @@ kiln_status kiln_context_run(kiln_context_t *c) {
                               g->values[g->outputs[j]].name, bytes, b->bytes);
         if (bytes) memmove(b->data, t->data, bytes);
     }
+    /* The CPU run is synchronous and copies nothing between devices: it is all compute. */
+    double ms = now_ms() - t_start;
+    c->timing = (kiln_run_timing){.device = KILN_DEVICE_CPU, .enqueue_ms = ms, .compute_ms = ms};
     c->ran = true;
     return KILN_STATUS_OK;
 }

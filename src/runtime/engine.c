@@ -1,6 +1,9 @@
 /* engine.c — kiln_engine_*: saving and loading .kiln files (atomically, memory-mapped), the
  * engine's inputs/outputs/profiles, and the JSON description that kiln inspect prints. */
 #include "engine.h"
+#ifdef KILN_HAVE_CUDA
+#include "../backends/cuda/cuda_exec.h"
+#endif
 
 #include "../ops/op.h"
 #include "../plan/kiln_file.h"
@@ -14,6 +17,10 @@
 #include <unistd.h>
 
 void kiln_engine_free_contents(kiln_engine_t *e) {
+#ifdef KILN_HAVE_CUDA
+    kiln_cuda_engine_free(e->gpu);
+#endif
+    free(e->tactics);
     for (int p = 0; p < e->n_profiles; p++) {
         free(e->profiles[p].inputs);
         kiln_mem_plan_free(&e->profiles[p].plan);
@@ -74,6 +81,13 @@ kiln_status kiln_engine_load(const char *path, kiln_engine_t **out) {
         kiln_engine_destroy(e);
         return s;
     }
+#ifdef KILN_HAVE_CUDA
+    if (strcmp(e->backend, "cuda") == 0 && (s = kiln_cuda_engine_create(e)) != KILN_STATUS_OK) {
+        kiln_error_prefix(s, "%s", path);
+        kiln_engine_destroy(e);
+        return s;
+    }
+#endif
     *out = e;
     return KILN_STATUS_OK;
 }
@@ -126,6 +140,30 @@ static cJSON *dims_json(int rank, const int64_t *dims) {
     return a;
 }
 
+/* The kernel a node runs with: "ref" on the CPU; on the GPU its family's kernel, or "host"
+ * for the shape arithmetic that runs on the CPU. */
+static const char *layer_kernel(const kiln_engine *e, int i) {
+#ifdef KILN_HAVE_CUDA
+    if (e->gpu) {
+        if (kiln_cuda_engine_host_node(e->gpu, i)) return "host";
+        const char *k = kiln_cuda_op_kernel(e->model.graph->nodes[i].op);
+        return k ? k : "cuda";
+    }
+#endif
+    return strcmp(e->backend, "cuda") == 0 ? "cuda" : "ref";
+}
+
+/* fp16 / bf16 when the node writes 16-bit floats (an fp16 or bf16 engine), else fp32. */
+static const char *layer_float_precision(const kiln_graph *g, const kiln_node *n) {
+    for (int j = 0; j < n->n_outputs; j++) {
+        if (n->outputs[j] < 0) continue;
+        kiln_dtype t = g->values[n->outputs[j]].type.dtype;
+        if (t == KILN_DTYPE_F16) return "fp16";
+        if (t == KILN_DTYPE_BF16) return "bf16";
+    }
+    return "fp32";
+}
+
 static cJSON *shape_json(const kiln_graph *g, const kiln_tensor *t) {
     if (t->rank < 0) return cJSON_CreateNull();
     cJSON *a = cJSON_CreateArray();
@@ -170,11 +208,11 @@ kiln_status kiln_engine_describe(const kiln_engine_t *e, char **json) {
         cJSON_AddStringToObject(o, "name", n->name);
         cJSON_AddStringToObject(o, "op", kiln_op_name(n->op));
         if (n->act.kind != KILN_ACT_NONE) cJSON_AddStringToObject(o, "fused_activation", kiln_act_name(n->act.kind));
-        cJSON_AddStringToObject(o, "kernel", "ref");
+        cJSON_AddStringToObject(o, "kernel", layer_kernel(e, i));
         bool int8 = n->op == KILN_OP_QLinearConv || n->op == KILN_OP_QLinearMatMul || n->op == KILN_OP_ConvInteger ||
                     n->op == KILN_OP_MatMulInteger ||
                     (n->op == KILN_OP_Relu && n->n_inputs > 0 && n->inputs[0] >= 0 && g->values[n->inputs[0]].type.dtype == KILN_DTYPE_I8);
-        cJSON_AddStringToObject(o, "precision", int8 ? "int8" : "fp32");
+        cJSON_AddStringToObject(o, "precision", int8 ? "int8" : layer_float_precision(g, n));
         /* The output scale where a constant gives it: y_scale of the QLinear ops, the scale of Q/DQ. */
         int sv = n->op == KILN_OP_QLinearConv || n->op == KILN_OP_QLinearMatMul ? 6
                  : n->op == KILN_OP_QuantizeLinear || n->op == KILN_OP_DequantizeLinear ? 1 : -1;

@@ -57,13 +57,17 @@ struct kiln_engine {
     kiln_profile *profiles;
     int n_profiles;
     char backend[16];      /* "ref" */
-    char device[64];       /* "cpu" */
+    char device[96];       /* "cpu", or the GPU's name */
     unsigned precisions;   /* KILN_PRECISION_* allowed at build */
     kiln_pass_report passes;
     char pass_names[32][32]; /* storage for a loaded engine's pass names */
     int nodes_before;      /* in the imported graph, before passes */
     const void *file_map;  /* a loaded engine's mapping of its .kiln file (weights point into it) */
     size_t file_size;
+    /* the CUDA backend: the GPU it was tuned for, each node's tactic, the device state */
+    int cuda_cc;           /* compute capability major*10+minor, 0 for CPU engines */
+    int *tactics;          /* per node, -1 where none was chosen; NULL for CPU engines */
+    struct kiln_cuda_engine *gpu;
 };
 
 struct kiln_builder {
@@ -83,6 +87,7 @@ struct kiln_builder {
     int64_t calib_batch, calib_max;
     void (*calib_progress)(int64_t done, int64_t total, void *user);
     void *calib_user;
+    char *timing_cache;    /* the CUDA backend's tactic timing cache file, or NULL */
 };
 
 /* The slot written by each node output (see kiln_mem_plan): slot[first[i] + j] for output j of

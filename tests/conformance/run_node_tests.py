@@ -181,7 +181,8 @@ def run_case(case, workroot: Path, args) -> dict:
         dsdir = d / f"data_set_{k}"
         dsdir.mkdir(exist_ok=True)
         run, got = kilnrun.run_model(model_path, feeds, dsdir, binary=args.kiln, timeout=args.timeout,
-                                     engine=args.engine)
+                                     engine=args.engine or bool(args.build_args),
+                                     build_args=args.build_args.split() if args.build_args else None)
         if run.kind == "timeout":
             return done("TIMEOUT", run.message)
         # kiln's messages name the model file; drop the temporary directory so lines are stable
@@ -221,6 +222,8 @@ def main(argv=None) -> int:
     ap.add_argument("--kiln", metavar="PATH", help="kiln binary (default: $KILN_BIN, else $KILN_BUILD_DIR/kiln, else build/kiln)")
     ap.add_argument("--engine", action="store_true",
                     help="build each case into a .kiln engine (profile fixed at its inputs' shapes) and run that")
+    ap.add_argument("--build-args", metavar="ARGS", default="",
+                    help="extra `kiln build` arguments, e.g. '--device cuda' (implies --engine)")
     ap.add_argument("--keep", metavar="DIR", help="keep each case's model.onnx and npz files under DIR")
     args = ap.parse_args(argv)
 

@@ -3,6 +3,7 @@
 #include "cuda_backend.h"
 #include "kernels.h"
 #include "internal.h"
+#include "cuda_exec.h"
 
 #include <pthread.h>
 #include <string.h>
@@ -91,4 +92,9 @@ void kiln_cuda_scratch_free(kiln_cuda_scratch_pool *p) {
     if (p->data) cudaFree(p->data);
     p->data = NULL;
     p->bytes = 0;
+}
+
+const char *kiln_cuda_op_kernel(int op) {
+    const kiln_cuda_op *t = kiln_cuda_ops();
+    return op >= 0 && op < KILN_OP_COUNT && t[op].run ? t[op].kernel : NULL;
 }

@@ -1,0 +1,222 @@
+"""GPU benchmark: kiln's CUDA engines (FP32, FP16, INT8) next to PyTorch eager and torch.compile,
+measured in the same run on the same GPU, for ResNet-50 and ViT-B/16 (torchvision definitions,
+random weights from a fixed seed) at batch 1 and 32.
+
+For each model and batch it exports ONNX once (dynamic batch), builds one kiln engine per
+precision at that batch, times it with `kiln bench` (median of many runs after warm-up; the
+engine's GPU compute time from CUDA events is reported next to the end-to-end latency, which
+also copies inputs and outputs over PCIe), times torch in eager mode and compiled
+(torch.compile, default mode) in fp32 and fp16 with CUDA events, and checks kiln's outputs
+against torch's (cosine). FLOPs come from torch's flop counter; the matrix peak is measured here
+with large torch matmuls. Writes OUT/bench_<model>.json and a markdown table to stdout.
+
+Run on the GPU machine (scripts/gpu_check.sh bench): python3 bench/gpu_bench.py --out DIR
+    [--models resnet50,vit_b_16] [--batches 1,32] [--iterations 200]"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def kiln_bin() -> str:
+    return str(Path(os.environ.get("KILN_BUILD_DIR", REPO / "build-gpu" / "dist")) / "kiln")
+
+
+def sh(args, timeout=900):
+    t0 = time.monotonic()
+    p = subprocess.run([str(a) for a in args], capture_output=True, text=True, timeout=timeout)
+    if p.returncode != 0:
+        raise RuntimeError(f"{' '.join(map(str, args[:3]))}... exit {p.returncode}: {(p.stderr or p.stdout)[-800:]}")
+    return p, time.monotonic() - t0
+
+
+def cuda_time(fn, iters, warmup=20):
+    import torch
+    for _ in range(warmup):
+        fn()
+    torch.cuda.synchronize()
+    times = []
+    for _ in range(iters):
+        a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        a.record()
+        fn()
+        b.record()
+        b.synchronize()
+        times.append(a.elapsed_time(b))
+    return float(np.median(times))
+
+
+def matrix_peaks():
+    """Measured dense matmul rates (TFLOP/s) of this GPU: the ceilings to compare against."""
+    import torch
+    n = 8192
+    out = {}
+    for name, dt in (("fp16", torch.float16), ("bf16", torch.bfloat16), ("fp32", torch.float32), ("tf32", "tf32")):
+        torch.backends.cuda.matmul.allow_tf32 = dt == "tf32"
+        t = torch.float32 if dt == "tf32" else dt
+        a = torch.randn(n, n, device="cuda", dtype=t)
+        b = torch.randn(n, n, device="cuda", dtype=t)
+        ms = cuda_time(lambda: a @ b, 10, 3)
+        out[name] = 2 * n ** 3 / ms / 1e9
+    torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        a = torch.randint(-128, 127, (n, n), device="cuda", dtype=torch.int8)
+        b = torch.randint(-128, 127, (n, n), device="cuda", dtype=torch.int8).t().contiguous().t()
+        ms = cuda_time(lambda: torch._int_mm(a, b), 10, 3)
+        out["int8"] = 2 * n ** 3 / ms / 1e9
+    except Exception as e:  # noqa: BLE001 - report, not fail
+        out["int8_error"] = str(e)[:200]
+    return out
+
+
+def make_model(name):
+    import torch
+    import torchvision
+    torch.manual_seed(0)
+    m = getattr(torchvision.models, name)(weights=None).eval().cuda()
+    return m
+
+
+def export(model, x, path):
+    import torch
+    kw = dict(input_names=["x"], output_names=["y"], dynamic_axes={"x": {0: "N"}, "y": {0: "N"}}, opset_version=17)
+    try:
+        torch.onnx.export(model, (x,), str(path), dynamo=False, **kw)
+    except TypeError:
+        torch.onnx.export(model, (x,), str(path), **kw)
+
+
+def flops(model, x):
+    from torch.utils.flop_counter import FlopCounterMode
+    import torch
+    with torch.no_grad(), FlopCounterMode(display=False) as fc:
+        model(x)
+    return fc.get_total_flops()
+
+
+def cosine(a, b):
+    a, b = np.asarray(a, np.float64).ravel(), np.asarray(b, np.float64).ravel()
+    return float(a @ b / max(np.linalg.norm(a) * np.linalg.norm(b), 1e-30))
+
+
+def bench_model(name, batches, iters, out_dir, work):
+    import torch
+    torch.backends.cudnn.benchmark = True
+    model = make_model(name)
+    rows = []
+    onnx_path = work / f"{name}.onnx"
+    x1 = torch.randn(1, 3, 224, 224, device="cuda")
+    export(model, x1, onnx_path)
+    calib = work / f"{name}_calib.npz"
+    rng = np.random.default_rng(1)
+    np.savez(calib, x=rng.standard_normal((4, 3, 224, 224)).astype(np.float32))
+    for bs in batches:
+        x = torch.randn(bs, 3, 224, 224, device="cuda", generator=torch.Generator("cuda").manual_seed(bs))
+        xin = work / f"x{bs}.npz"
+        np.savez(xin, x=x.cpu().numpy())
+        f = flops(model, x)
+        with torch.no_grad():
+            ref = model(x).float().cpu().numpy()
+        row = {"model": name, "batch": bs, "gflops": f / 1e9}
+        # torch eager and compiled, fp32 (cuDNN may use TF32 for convolutions, torch's default) and fp16
+        for prec, dt in (("fp32", torch.float32), ("fp16", torch.float16)):
+            m = model.to(dt)
+            xx = x.to(dt)
+            with torch.no_grad():
+                row[f"torch_eager_{prec}_ms"] = cuda_time(lambda: m(xx), iters)
+                try:
+                    t0 = time.monotonic()
+                    cm = torch.compile(m)
+                    cm(xx)
+                    row[f"torch_compile_{prec}_compile_s"] = time.monotonic() - t0
+                    row[f"torch_compile_{prec}_ms"] = cuda_time(lambda: cm(xx), iters)
+                except Exception as e:  # noqa: BLE001
+                    row[f"torch_compile_{prec}_error"] = str(e)[:300]
+            model = model.float()
+        # kiln engines at this batch
+        for prec, flags in (("fp32", []), ("fp16", ["--fp16"]), ("int8", ["--int8", "--fp16", "--calib", calib, "--calib-max", "4"])):
+            eng = work / f"{name}_{prec}_{bs}.kiln"
+            try:
+                _, tb = sh([kiln_bin(), "build", onnx_path, "-o", eng, "--device", "cuda", "--shapes", f"x:{bs}x3x224x224",
+                            "--timing-cache", work / "timing.cache"] + flags)
+                row[f"kiln_{prec}_build_s"] = tb
+                rep = work / f"rep_{prec}_{bs}.json"
+                sh([kiln_bin(), "bench", eng, "--inputs", xin, "--iterations", iters, "--warmup", 500, "--duration", 0,
+                    "--json", rep])
+                r = json.loads(rep.read_text())
+                lat = r.get("latency_ms", r.get("latency", {}))
+                row[f"kiln_{prec}_ms"] = lat.get("median") if isinstance(lat, dict) else None
+                gpu = r.get("gpu_ms") or r.get("split_ms") or {}
+                if isinstance(gpu, dict) and "compute" in gpu:
+                    row[f"kiln_{prec}_compute_ms"] = gpu["compute"].get("median") if isinstance(gpu["compute"], dict) else gpu["compute"]
+                outp = work / f"out_{prec}_{bs}.npz"
+                sh([kiln_bin(), "run", eng, "--inputs", xin, "--output", outp])
+                row[f"kiln_{prec}_cosine"] = cosine(np.load(outp)["y"], ref)
+            except Exception as e:  # noqa: BLE001
+                row[f"kiln_{prec}_error"] = str(e)[:600]
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+    (out_dir / f"bench_{name}.json").write_text(json.dumps(rows, indent=1))
+    return rows
+
+
+def table(rows, peaks):
+    cols = ["kiln_fp32", "kiln_fp16", "kiln_int8", "torch_eager_fp32", "torch_compile_fp32", "torch_eager_fp16",
+            "torch_compile_fp16"]
+    lines = ["| model | batch | GFLOP | " + " | ".join(c.replace("_", " ") + " ms" for c in cols) +
+             " | kiln fp16 TFLOP/s (% of fp16 peak) | kiln fp16 / compile fp16 |",
+             "|" + "---|" * (len(cols) + 5)]
+    for r in rows:
+        def v(c):
+            x = r.get(c + "_ms")
+            return f"{x:.3f}" if isinstance(x, (int, float)) else "err"
+        ms16 = r.get("kiln_fp16_compute_ms") or r.get("kiln_fp16_ms")
+        tf = r["gflops"] / ms16 if isinstance(ms16, (int, float)) and ms16 else None
+        pk = f"{tf:.1f} ({100 * tf / peaks['fp16']:.1f}%)" if tf and peaks.get("fp16") else "-"
+        ratio = (f"{r['kiln_fp16_ms'] / r['torch_compile_fp16_ms']:.2f}"
+                 if isinstance(r.get("kiln_fp16_ms"), (int, float)) and isinstance(r.get("torch_compile_fp16_ms"), (int, float)) else "-")
+        lines.append(f"| {r['model']} | {r['batch']} | {r['gflops']:.1f} | " + " | ".join(v(c) for c in cols) + f" | {pk} | {ratio} |")
+    return "\n".join(lines)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--out", default="/tmp/kiln-gpu")
+    ap.add_argument("--models", default="resnet50,vit_b_16")
+    ap.add_argument("--batches", default="1,32")
+    ap.add_argument("--iterations", type=int, default=200)
+    a = ap.parse_args()
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    import torch
+    dev = torch.cuda.get_device_name(0)
+    peaks = matrix_peaks()
+    print(json.dumps({"device": dev, "torch": torch.__version__, "peak_tflops": peaks}), flush=True)
+    rows = []
+    with tempfile.TemporaryDirectory() as td:
+        for name in a.models.split(","):
+            try:
+                rows += bench_model(name, [int(b) for b in a.batches.split(",")], a.iterations, out, Path(td))
+            except Exception as e:  # noqa: BLE001
+                print(f"{name}: {type(e).__name__}: {e}", flush=True)
+    meta = {"device": dev, "torch": torch.__version__, "peak_tflops": peaks,
+            "date": time.strftime("%Y-%m-%d"), "commit": (Path(kiln_bin()).parent / "COMMIT").read_text().strip()
+            if (Path(kiln_bin()).parent / "COMMIT").exists() else None}
+    (out / "bench_meta.json").write_text(json.dumps(meta, indent=1))
+    print(table(rows, peaks))
+    print(f"peaks (TFLOP/s, measured 8192^3 matmuls): " + ", ".join(f"{k} {v:.0f}" if isinstance(v, float) else f"{k} {v}"
+                                                              for k, v in peaks.items()))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# gpu_check.sh — the whole GPU pass in one call on a machine with an NVIDIA GPU: the op suite at
+# FP32/FP16/BF16/INT8 against the reference backend (tests/gpu/), the ONNX node conformance suite
+# as CPU engines and as CUDA engines (every CPU pass must pass on the GPU or be refused at build),
+# the model suites as CUDA engines, then the benchmarks (bench/gpu_bench.py). Logs go to $OUT
+# (default /tmp/kiln-gpu). Needs build-gpu/dist from scripts/gpu_build.sh (built on a machine with
+# the CUDA toolkit and kiln's build dependencies) and python3 with numpy, onnx, onnxruntime,
+# pytest (torch and torchvision for the benchmarks).
+#   scripts/gpu_check.sh [all|tests|ops|conformance|models|bench]...
+set -uo pipefail
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$root"
+OUT=${OUT:-/tmp/kiln-gpu}
+mkdir -p "$OUT"
+[ -d "$root/.gpu_carry/shared" ] && export KILN_SHARED_DIR="$root/.gpu_carry/shared"
+export KILN_BUILD_DIR="$root/build-gpu/dist" PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1
+[ -x "$KILN_BUILD_DIR/kiln" ] || { echo "gpu_check: $KILN_BUILD_DIR/kiln is missing: run scripts/gpu_build.sh first" >&2; exit 2; }
+jobs=$(nproc)
+log="$OUT/gpu_check.log"
+stages=${*:-all}
+rc=0
+want() { [[ " $stages " == *" all "* || " $stages " == *" $1 "* || ( " $stages " == *" tests "* && "$1" != bench ) ]]; }
+step() { echo "== $* ($(date -u +%H:%M:%S))" | tee -a "$log"; }
+
+{ nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv; "$KILN_BUILD_DIR/kiln" --version; \
+  echo "commit $(cat "$KILN_BUILD_DIR/COMMIT" 2>/dev/null)"; } 2>&1 | tee -a "$log"
+
+if want ops; then
+  step "op suite (tests/gpu/test_gpu_ops.py)"
+  python3 -m pytest -q -p no:cacheprovider -n "$((jobs / 2))" tests/gpu/test_gpu_ops.py -rA 2>&1 \
+    | grep -v "^PASSED" | tee -a "$log" | tail -40 || rc=1
+fi
+if want conformance; then
+  step "node conformance: CPU engines"
+  python3 tests/conformance/run_node_tests.py -q --engine -j "$jobs" --json "$OUT/conf_cpu.json" 2>&1 | tail -3 | tee -a "$log"
+  step "node conformance: CUDA engines"
+  python3 tests/conformance/run_node_tests.py -q --build-args "--device cuda" -j "$jobs" --timeout 60 \
+    --json "$OUT/conf_gpu.json" > "$OUT/conf_gpu.txt" 2>&1
+  tail -2 "$OUT/conf_gpu.txt" | tee -a "$log"
+  python3 tests/gpu/conformance_diff.py "$OUT/conf_cpu.json" "$OUT/conf_gpu.json" 2>&1 | tee -a "$log" || rc=1
+fi
+if want models; then
+  step "model suites as CUDA engines"
+  KILN_BUILD_ARGS="--device cuda" python3 -m pytest -q -p no:cacheprovider -n "$((jobs / 2))" \
+    tests/models/test_onnx_light.py tests/models/test_ort_parity.py 2>&1 | tail -25 | tee -a "$log" || rc=1
+fi
+if want bench; then
+  step "benchmarks (bench/gpu_bench.py)"
+  python3 bench/gpu_bench.py --out "$OUT" 2>&1 | tee -a "$log" || rc=1
+fi
+step "done, status $rc"
+exit $rc
