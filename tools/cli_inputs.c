@@ -66,6 +66,7 @@ kiln_status cli_random_tensor(kiln_dtype dt, int rank, const int64_t *dims, doub
     for (int64_t k = 0; k < n; k++) {
         double u = cli_rng_uniform(rng);
         if (is_float) kiln_store_f64(dt, (*out)->data, k, lo + u * (hi - lo));
+        else if (dt == KILN_DTYPE_BOOL && ilo < ihi) kiln_store_i64(dt, (*out)->data, k, u < 0.5); /* as kiln run and bench */
         else kiln_store_i64(dt, (*out)->data, k, (int64_t)(ilo + floor(u * (ihi - ilo + 1))));
     }
     return KILN_STATUS_OK;

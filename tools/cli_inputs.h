@@ -11,7 +11,8 @@
  *              step k; an .npz holds one array per input name, an .npy feeds the only input.
  * Random data: uniform in [lo, hi) for floats, uniform integers in [lo, hi] for integers and
  * bools (defaults: -1,1 for floats, 0,7 for integers, 0,1 for bools), drawn from xorshift64*
- * seeded by --seed, in input order, one step after the other. */
+ * seeded by --seed, in input order, one step after the other. With the default ranges the first
+ * step's values are those of `kiln run --random` and `kiln bench` for the same seed. */
 #ifndef KILN_TOOLS_CLI_INPUTS_H
 #define KILN_TOOLS_CLI_INPUTS_H
 

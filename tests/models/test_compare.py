@@ -386,6 +386,11 @@ def test_generated_inputs_follow_ranges_and_seed(m):
     a, b, c = (kilnrun.load_npz(d / f"g{i}.npz")["x"] for i in (1, 2, 3))
     assert a.shape == (5, T, 1, F) and a.min() >= 2 and a.max() < 2.5 and len(np.unique(a)) == a.size
     assert np.array_equal(a, b) and not np.array_equal(a, c)
+    # with the default ranges the first step is what `kiln run --random` feeds for the same seed
+    kiln("compare", m["mlp"], "--seed", "5", "--save-ref", d / "cmp_out.npz")
+    kiln("run", m["mlp"], "--random", "--seed", "5", "--output", d / "run_out.npz")
+    for k, v in kilnrun.load_npz(d / "run_out.npz").items():
+        np.testing.assert_array_equal(kilnrun.load_npz(d / "cmp_out.npz")[k], v)
     # integers: inclusive ranges, the initial state of a state input comes from the data
     kilnrun.save_npz(d / "len0.npz", {"len_in": np.array([40], np.int64)})
     j = compare_json(m["gru"], *STATE, "--steps", "3", "--data", d / "len0.npz", "--invariant", "len_out>=41",
