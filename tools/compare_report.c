@@ -125,7 +125,7 @@ void cmp_report_text(FILE *f, const cmp_opts *o, const cmp_runner *ref, const cm
     }
     fprintf(f, "\n");
     if (res->pass) {
-        fprintf(f, "PASS: %d output%s match", res->n_outs, res->n_outs == 1 ? "" : "s");
+        fprintf(f, "PASS: %d output%s", res->n_outs, res->n_outs == 1 ? " matches" : "s match");
         if (res->n_inv) fprintf(f, ", %d contract%s held", res->n_inv, res->n_inv == 1 ? "" : "s");
         fprintf(f, "\n");
         return;

@@ -462,3 +462,27 @@ def test_bisect_precision_finds_layers_that_pass(m):
     assert jb["bisect"]["pass"] and jb["bisect"]["keep_fp32"] == keep and jb["bisect"]["all_fp32_pass"]
     assert {c["layer"] for c in jb["bisect"]["candidates"]} == {"mm1", "mm2", "mm3"}
     assert not jb["pass"]  # the as-built comparison
+
+
+def test_bisect_precision_fp16_overflow(m):
+    """FP16: the first MatMul's output overflows half precision (~1e5 > 65504) and the second brings it
+    back; both must stay in fp32, the head may stay fp16."""
+    d = m["d"]
+    rng = np.random.default_rng(4)
+    nodes = [helper.make_node("MatMul", ["x", "W1"], ["h1"], name="big"),
+             helper.make_node("MatMul", ["h1", "W2"], ["h2"], name="shrink"),
+             helper.make_node("Tanh", ["h2"], ["t"], name="tanh"),
+             helper.make_node("MatMul", ["t", "W3"], ["y"], name="head")]
+    g = helper.make_graph(nodes, "f16", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [4, 8])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [4, 4])],
+                          [numpy_helper.from_array((rng.standard_normal((8, 16)) * 3e4).astype(np.float32), "W1"),
+                           numpy_helper.from_array((rng.standard_normal((16, 16)) * 1e-4).astype(np.float32), "W2"),
+                           numpy_helper.from_array(rng.standard_normal((16, 4)).astype(np.float32), "W3")])
+    model = save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), d / "overflow.onnx")
+    j = compare_json(model, "--fp16", "--atol", "2e-2", "--bisect-precision")
+    assert not j["pass"] and j["outputs"][0]["nan"]["target"] + j["outputs"][0]["inf"]["target"] > 0
+    assert sorted(j["bisect"]["keep_fp32"]) == ["big", "shrink"]
+    kiln("build", model, "-o", d / "overflow.kiln", "--fp16", *shlex.split(j["bisect"]["flags"]))
+    fixed = compare_json(model, d / "overflow.kiln", "--atol", "2e-2")
+    assert fixed["pass"] and "fp16" in fixed["target"]["description"]
+
