@@ -160,6 +160,12 @@ kiln_status cmp_feed_step(cmp_feed *f, int64_t k, kiln_tensor_t **inputs, char *
                                        (unsigned long long)f->o->seed);
         }
     }
+    /* arrays of the data that feed nothing: said, so that a misspelt name is seen */
+    for (int a = 0; k == 0 && desc && f->has_data && a < f->data.n_arrays; a++) {
+        bool used = false;
+        for (int i = 0; i < f->sig->n; i++) used |= strcmp(f->sig->names[i], f->data.arrays[a].name) == 0;
+        if (!used && u < n) u += (size_t)snprintf(desc + u, n - u, "; '%s' of the data is no input (ignored)", f->data.arrays[a].name);
+    }
     return KILN_STATUS_OK;
 }
 

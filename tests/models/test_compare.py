@@ -392,10 +392,11 @@ def test_generated_inputs_follow_ranges_and_seed(m):
     for k, v in kilnrun.load_npz(d / "run_out.npz").items():
         np.testing.assert_array_equal(kilnrun.load_npz(d / "cmp_out.npz")[k], v)
     # integers: inclusive ranges, the initial state of a state input comes from the data
-    kilnrun.save_npz(d / "len0.npz", {"len_in": np.array([40], np.int64)})
+    kilnrun.save_npz(d / "len0.npz", {"len_in": np.array([40], np.int64), "lenin": np.array([1], np.int64)})
     j = compare_json(m["gru"], *STATE, "--steps", "3", "--data", d / "len0.npz", "--invariant", "len_out>=41",
                      "--invariant", "len_out<=43")
     assert j["pass"] and "len_in: state, starts at the data's value" in j["inputs"]
+    assert "'lenin' of the data is no input (ignored)" in j["inputs"]
 
 
 def test_inputs_with_initializers_keep_them(m):
