@@ -635,7 +635,11 @@ static kiln_status conv_tune(kiln_cuda_tune *tune, const kiln_node *n, kiln_tens
     conv_tune_ctx t = {.n = n, .in = in, .out = out, .cand = cand};
     gemm_tune_begin(&t.tr, tune, -1);
     kiln_status s = kiln_cudnn_check(cudnnSetStream(tune->dnn, tune->stream), n, "cudnnSetStream");
-    if (s == KILN_STATUS_OK) s = conv_find(&t.tr, n, in, out, &g, 0, cand, &n_cand);
+    if (s == KILN_STATUS_OK && conv_find(&t.tr, n, in, out, &g, 0, cand, &n_cand) != KILN_STATUS_OK) {
+        kiln_clear_error(); /* cuDNN could not time its algorithms: its heuristic pick stays a candidate */
+        n_cand = 0;
+        cand[n_cand++] = CONV_ALGO_HEURISTIC;
+    }
     if (s == KILN_STATUS_OK && conv_nhwc_possible(&g)) {
         int before = n_cand;
         if (conv_find(&t.tr, n, in, out, &g, CONV_TACTIC_NHWC, cand, &n_cand) != KILN_STATUS_OK) {
