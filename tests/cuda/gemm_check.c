@@ -7,7 +7,8 @@
  * dtype); integers and requantized int8: exact.
  *
  *   gemm_check            run every case; exit status 1 when one fails
- *   gemm_check --perf     also time a few ResNet-50 / ViT-B/16 shaped products (f16/f32)
+ *   gemm_check --perf     also time a few ResNet-50 / ViT-B/16 shaped nodes (CUDA graph replay)
+ *   gemm_check --kernels  also time the INT8 pipeline's kernels one by one
  *   gemm_check NAME...    only the cases whose name contains one of the words
  *
  * Needs a CUDA GPU (not a CTest test: CI has none). */
@@ -39,27 +40,18 @@ __attribute__((weak)) kiln_status kiln_cuda_apply_act(kiln_cuda_run *r, const ki
     return KILN_STATUS_OK;
 }
 
-#define CACHE_MAX 256
-static struct { char key[512]; int tactic; } cache[CACHE_MAX];
-static int cache_n, cache_hits;
-
+/* The tune hooks get no timing cache here (NULL): they time every node. */
 __attribute__((weak)) int kiln_timing_cache_get(struct kiln_timing_cache *tc, const char *key) {
     (void)tc;
-    for (int i = 0; i < cache_n; i++)
-        if (strcmp(cache[i].key, key) == 0) {
-            cache_hits++;
-            return cache[i].tactic;
-        }
+    (void)key;
     return -1;
 }
 
 __attribute__((weak)) void kiln_timing_cache_put(struct kiln_timing_cache *tc, const char *key, int tactic, double ms) {
     (void)tc;
+    (void)key;
+    (void)tactic;
     (void)ms;
-    if (cache_n < CACHE_MAX) {
-        snprintf(cache[cache_n].key, sizeof cache[cache_n].key, "%s", key);
-        cache[cache_n++].tactic = tactic;
-    }
 }
 
 /* ---- the device ---- */
@@ -1096,7 +1088,7 @@ int main(int argc, char **argv) {
     qconv_cases();
     if (do_perf) perf_cases();
     if (do_kernels) kernel_timings();
-    printf("%d cases, %d failed; timing cache: %d entries, %d hits\n", cases_run, failures, cache_n, cache_hits);
+    printf("%d cases, %d failed\n", cases_run, failures);
     kiln_cuda_scratch_free(&pool);
     cudnnDestroy(dnn);
     cublasLtDestroy(lt);
