@@ -8,9 +8,13 @@
  * into scratch and windowed into Y. Bias and Relu fuse into cudnnConvolutionBiasActivationForward
  * where cuDNN allows it (Relu with any algorithm, no activation with IMPLICIT_PRECOMP_GEMM);
  * otherwise cuDNN adds the bias and other activations run after (kiln_cuda_apply_act).
- * Tactics: the tune hook times cuDNN's algorithms (cudnnFind*AlgorithmEx) and keeps the fastest
- * as algorithm + math type; without one, cuDNN's heuristic order decides.
- * Tested by tests/cuda/gemm_check.c against the reference backend. */
+ * A 1x1 Conv with unit strides and no pads is a batch of cuBLASLt products instead (faster than
+ * cuDNN's NCHW kernels for those shapes), its bias (+Relu) one pass of our own kernel.
+ * Tactics (see CONV_TACTIC_*): cuDNN algorithm + math type, optionally channels-last (X, W, Y
+ * transposed around cuDNN's NHWC kernels), or the cuBLASLt path; the tune hook times whole runs
+ * of cuDNN's fastest candidates (cudnnFind*AlgorithmEx) in each layout and of the cuBLASLt ones,
+ * replayed from CUDA graphs. Without a tactic: cuBLASLt for 1x1, else NCHW with cuDNN's
+ * heuristic pick. Tested by tests/cuda/gemm_check.c against the reference backend. */
 #include "gemm_internal.h"
 #include "../../ops/nn_internal.h"
 
@@ -635,7 +639,11 @@ static kiln_status conv_tune(kiln_cuda_tune *tune, const kiln_node *n, kiln_tens
     conv_tune_ctx t = {.n = n, .in = in, .out = out, .cand = cand};
     gemm_tune_begin(&t.tr, tune, -1);
     kiln_status s = kiln_cudnn_check(cudnnSetStream(tune->dnn, tune->stream), n, "cudnnSetStream");
-    if (s == KILN_STATUS_OK) s = conv_find(&t.tr, n, in, out, &g, 0, cand, &n_cand);
+    if (s == KILN_STATUS_OK && conv_find(&t.tr, n, in, out, &g, 0, cand, &n_cand) != KILN_STATUS_OK) {
+        kiln_clear_error(); /* cuDNN could not time its algorithms: its heuristic pick stays a candidate */
+        n_cand = 0;
+        cand[n_cand++] = CONV_ALGO_HEURISTIC;
+    }
     if (s == KILN_STATUS_OK && conv_nhwc_possible(&g)) {
         int before = n_cand;
         if (conv_find(&t.tr, n, in, out, &g, CONV_TACTIC_NHWC, cand, &n_cand) != KILN_STATUS_OK) {

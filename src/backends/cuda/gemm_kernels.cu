@@ -108,17 +108,22 @@ template <> __device__ __forceinline__ uint64_t widen<uint64_t>(uint64_t v) { re
 template <typename T>
 __global__ void int_gemm_kernel(T *y, const T *a, const T *b, const T *c, kiln_gemm_int_geom g) {
     int64_t batch = 1;
-    for (int i = 0; i < g.nb; i++) batch *= g.batch[i];
+#pragma unroll
+    for (int i = 0; i < KILN_CUDA_MAX_RANK; i++)
+        if (i < g.nb) batch *= g.batch[i];
     int64_t total = batch * g.m * g.n;
     for (int64_t o = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; o < total; o += (int64_t)gridDim.x * blockDim.x) {
         int64_t n = o % g.n, t = o / g.n;
         int64_t m = t % g.m, bi = t / g.m;
         int64_t ao = 0, bo = 0;
-        for (int i = g.nb - 1; i >= 0; i--) {
-            int64_t idx = bi % g.batch[i];
-            bi /= g.batch[i];
-            ao += idx * g.a_b[i];
-            bo += idx * g.b_b[i];
+#pragma unroll
+        for (int i = KILN_CUDA_MAX_RANK - 1; i >= 0; i--) {
+            if (i < g.nb) {
+                int64_t idx = bi % g.batch[i];
+                bi /= g.batch[i];
+                ao += idx * g.a_b[i];
+                bo += idx * g.b_b[i];
+            }
         }
         uint64_t s = 0;
         const T *ar = a + ao + m * g.a_m, *bc = b + bo + n * g.b_n;
@@ -140,13 +145,13 @@ __device__ __forceinline__ int32_t shifted_zp(const void *zp, int is_u8, int64_t
     return is_u8 ? (int32_t)((const uint8_t *)zp)[i] - 128 : (int32_t)((const int8_t *)zp)[i];
 }
 
-__global__ void pack_kernel(int8_t *dst, const void *src, int is_u8, int64_t count, int64_t rows, int64_t cols,
-                            int64_t rows_pad, int64_t cols_pad) {
-    int64_t total = count * rows_pad * cols_pad;
-    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < total; i += (int64_t)gridDim.x * blockDim.x) {
-        int64_t k = i % cols_pad, t = i / cols_pad;
-        int64_t r = t % rows_pad, c = t / rows_pad;
-        dst[i] = (r < rows && k < cols) ? shift8(src, is_u8, (c * rows + r) * cols + k) : (int8_t)0;
+template <typename I>
+__global__ void pack_kernel(int8_t *dst, const void *src, int is_u8, I count, I rows, I cols, I rows_pad, I cols_pad) {
+    I total = count * rows_pad * cols_pad;
+    for (I i = blockIdx.x * (I)blockDim.x + threadIdx.x; i < total; i += (I)gridDim.x * blockDim.x) {
+        I k = i % cols_pad, t = i / cols_pad;
+        I r = t % rows_pad, c = t / rows_pad;
+        dst[i] = (r < rows && k < cols) ? shift8(src, is_u8, ((int64_t)c * rows + r) * cols + k) : (int8_t)0;
     }
 }
 
@@ -231,45 +236,56 @@ __device__ __forceinline__ void store_requant(void *y, int ct, int64_t i, double
         ((int8_t *)y)[i] = (int8_t)(int)r;
 }
 
-__device__ __forceinline__ int64_t param_off(const kiln_i8_param &p, const int64_t *bidx, int nb, int64_t m, int64_t n) {
-    int64_t o = m * p.m + n * p.n;
-    for (int i = 0; i < nb; i++) o += bidx[i] * p.b[i];
-    return o;
-}
-
-template <typename I>
+/* One block per output row (batch index, m): the row's batch offsets, A-side parameters and row
+ * sum once, then the threads walk the columns, so no per-element index division. The batch
+ * dims are walked with every array index a compile-time constant (the loop fully unrolled,
+ * dims past nb skipped): a run-time index into the by-value parameter struct would make each
+ * thread copy the whole struct to local memory. */
 __global__ void mm_epilogue_kernel(void *y, const int32_t *d, const int32_t *rowsum, const int32_t *colsum,
-                                   kiln_i8_mm_epi e) {
-    I batch = 1;
-    for (int i = 0; i < e.nb; i++) batch *= (I)e.batch[i];
-    const I M = (I)e.m, N = (I)e.n, total = batch * M * N;
-    for (I o = blockIdx.x * (I)blockDim.x + threadIdx.x; o < total; o += (I)gridDim.x * blockDim.x) {
-        I n = o % N, t = o / N;
-        I m = t % M, bi = t / M;
-        int64_t bidx[KILN_CUDA_MAX_RANK];
-        int64_t am = 0, bm = 0;
-        I rest = bi;
-        for (int i = e.nb - 1; i >= 0; i--) {
-            bidx[i] = rest % (I)e.batch[i];
-            rest /= (I)e.batch[i];
-            am += bidx[i] * e.a_b[i];
-            bm += bidx[i] * e.b_b[i];
+                                   kiln_i8_mm_epi e, int64_t rows) {
+    const int64_t M = e.m, N = e.n;
+    for (int64_t row = blockIdx.x; row < rows; row += gridDim.x) {
+        int64_t m = row % M, rest = row / M, bi = rest;
+        int64_t am = 0, bm = 0, oza = 0, ozb = 0, osa = 0, osb = 0, osy = 0, ozy = 0;
+#pragma unroll
+        for (int i = KILN_CUDA_MAX_RANK - 1; i >= 0; i--) {
+            if (i < e.nb) {
+                int64_t idx = rest % e.batch[i];
+                rest /= e.batch[i];
+                am += idx * e.a_b[i];
+                bm += idx * e.b_b[i];
+                oza += idx * e.za.b[i];
+                ozb += idx * e.zb.b[i];
+                osa += idx * e.sa.b[i];
+                osb += idx * e.sb.b[i];
+                osy += idx * e.sy.b[i];
+                ozy += idx * e.zy.b[i];
+            }
         }
-        uint32_t za = (uint32_t)shifted_zp(e.za.p, e.a_u8, param_off(e.za, bidx, e.nb, m, n));
-        uint32_t zb = (uint32_t)shifted_zp(e.zb.p, e.b_u8, param_off(e.zb, bidx, e.nb, m, n));
-        uint32_t acc = (uint32_t)d[(int64_t)bi * e.d_b + (int64_t)m * e.d_m + n];
-        acc -= zb * (uint32_t)rowsum[am * e.rs_mat + m];
-        acc -= za * (uint32_t)colsum[bm * e.cs_mat + n];
-        acc += (uint32_t)e.k * za * zb;
-        if (!e.qlinear) {
-            ((int32_t *)y)[o] = (int32_t)acc;
-            continue;
+        oza += m * e.za.m;
+        ozb += m * e.zb.m;
+        osa += m * e.sa.m;
+        osb += m * e.sb.m;
+        osy += m * e.sy.m;
+        ozy += m * e.zy.m;
+        const uint32_t rs = (uint32_t)rowsum[am * e.rs_mat + m];
+        const int32_t *drow = d + bi * e.d_b + m * e.d_m;
+        const int32_t *cs = colsum + bm * e.cs_mat;
+        for (int64_t n = threadIdx.x; n < N; n += blockDim.x) {
+            uint32_t za = (uint32_t)shifted_zp(e.za.p, e.a_u8, oza + n * e.za.n);
+            uint32_t zb = (uint32_t)shifted_zp(e.zb.p, e.b_u8, ozb + n * e.zb.n);
+            uint32_t acc = (uint32_t)drow[n] - zb * rs - za * (uint32_t)cs[n] + (uint32_t)e.k * za * zb;
+            int64_t o = row * N + n;
+            if (!e.qlinear) {
+                ((int32_t *)y)[o] = (int32_t)acc;
+                continue;
+            }
+            double mult = round_to(e.scale_ct, load_scale(e.sa.p, e.scale_ct, osa + n * e.sa.n) *
+                                                   load_scale(e.sb.p, e.scale_ct, osb + n * e.sb.n));
+            mult = round_to(e.scale_ct, mult / load_scale(e.sy.p, e.scale_ct, osy + n * e.sy.n));
+            int32_t zy = e.zy.p ? load_q(e.zy.p, e.y_ct, ozy + n * e.zy.n) : 0;
+            store_requant(y, e.y_ct, o, (double)(int32_t)acc * mult, zy);
         }
-        double mult = round_to(e.scale_ct, load_scale(e.sa.p, e.scale_ct, param_off(e.sa, bidx, e.nb, m, n)) *
-                                               load_scale(e.sb.p, e.scale_ct, param_off(e.sb, bidx, e.nb, m, n)));
-        mult = round_to(e.scale_ct, mult / load_scale(e.sy.p, e.scale_ct, param_off(e.sy, bidx, e.nb, m, n)));
-        int32_t zy = e.zy.p ? load_q(e.zy.p, e.y_ct, param_off(e.zy, bidx, e.nb, m, n)) : 0;
-        store_requant(y, e.y_ct, o, (double)(int32_t)acc * mult, zy);
     }
 }
 
@@ -319,30 +335,31 @@ __global__ void im2col_kernel(int8_t *col, const void *x, int x_u8, const void *
     }
 }
 
-template <typename I>
+/* One block per (image, output channel): the channel's zero point, weight sum, bias and
+ * requantization multiplier once, then the threads walk the output positions. */
 __global__ void conv_epilogue_kernel(void *y, const int32_t *d, const int32_t *rowsum, const int32_t *colsum,
                                      kiln_i8_conv_geom g, kiln_i8_conv_epi e) {
-    const I M = (I)(g.groups * g.mg), P = (I)g.p, mg = (I)g.mg;
-    const I total = (I)e.nn * M * P;
-    uint32_t xz = (uint32_t)shifted_zp(e.xzp, e.x_u8, 0);
-    for (I o = blockIdx.x * (I)blockDim.x + threadIdx.x; o < total; o += (I)gridDim.x * blockDim.x) {
-        I p = o % P, t = o / P;
-        I m = t % M, n = t / M;
-        I grp = m / mg, mm = m - grp * mg;
-        uint32_t wz = (uint32_t)shifted_zp(e.wzp, e.w_u8, e.wz_count > 1 ? m : 0);
-        uint32_t acc = (uint32_t)d[(((int64_t)n * g.groups + grp) * e.mg_pad + mm) * g.p_pad + p];
-        if (e.bias) acc += (uint32_t)e.bias[m];
-        acc -= wz * (uint32_t)rowsum[((int64_t)grp * e.nn + n) * g.p_pad + p];
-        acc -= xz * (uint32_t)colsum[(int64_t)grp * e.mg_pad + mm];
-        acc += (uint32_t)g.kc * xz * wz;
-        int64_t yi = ((e.n0 + (int64_t)n) * M + m) * (int64_t)P + p;
-        if (!e.qlinear) {
-            ((int32_t *)y)[yi] = (int32_t)acc;
-            continue;
+    const int64_t M = g.groups * g.mg, P = g.p, rows = e.nn * M;
+    const uint32_t xz = (uint32_t)shifted_zp(e.xzp, e.x_u8, 0);
+    const int32_t zy = e.qlinear && e.yzp ? load_q(e.yzp, e.y_ct, 0) : 0;
+    for (int64_t row = blockIdx.x; row < rows; row += gridDim.x) {
+        int64_t m = row % M, n = row / M;
+        int64_t grp = m / g.mg, mm = m - grp * g.mg;
+        const uint32_t wz = (uint32_t)shifted_zp(e.wzp, e.w_u8, e.wz_count > 1 ? m : 0);
+        /* the position-independent part of the correction */
+        uint32_t base = (e.bias ? (uint32_t)e.bias[m] : 0u) - xz * (uint32_t)colsum[grp * e.mg_pad + mm] +
+                        (uint32_t)g.kc * xz * wz;
+        const int32_t *drow = d + ((n * g.groups + grp) * e.mg_pad + mm) * g.p_pad;
+        const int32_t *rs = rowsum + (grp * e.nn + n) * g.p_pad;
+        int64_t yrow = ((e.n0 + n) * M + m) * P;
+        float mult = e.qlinear ? __fdiv_rn(__fmul_rn(e.xs[0], e.ws[e.ws_count > 1 ? m : 0]), e.ys[0]) : 0.0f;
+        for (int64_t p = threadIdx.x; p < P; p += blockDim.x) {
+            uint32_t acc = (uint32_t)drow[p] + base - wz * (uint32_t)rs[p];
+            if (!e.qlinear)
+                ((int32_t *)y)[yrow + p] = (int32_t)acc;
+            else
+                store_requant(y, e.y_ct, yrow + p, (double)(int32_t)acc * (double)mult, zy);
         }
-        float mult = __fdiv_rn(__fmul_rn(e.xs[0], e.ws[e.ws_count > 1 ? m : 0]), e.ys[0]);
-        int32_t zy = e.yzp ? load_q(e.yzp, e.y_ct, 0) : 0;
-        store_requant(y, e.y_ct, yi, (double)(int32_t)acc * (double)mult, zy);
     }
 }
 
@@ -471,7 +488,11 @@ extern "C" cudaError_t kiln_i8_pack(int8_t *dst, const void *src, int is_u8, int
                                     int64_t cols, int64_t rows_pad, int64_t cols_pad, cudaStream_t s) {
     int64_t total = count * rows_pad * cols_pad;
     if (total <= 0) return cudaSuccess;
-    pack_kernel<<<GRID(total)>>>(dst, src, is_u8, count, rows, cols, rows_pad, cols_pad);
+    if (total < INT32_MAX && count * rows * cols < INT32_MAX)
+        pack_kernel<int32_t><<<GRID(total)>>>(dst, src, is_u8, (int32_t)count, (int32_t)rows, (int32_t)cols,
+                                              (int32_t)rows_pad, (int32_t)cols_pad);
+    else
+        pack_kernel<int64_t><<<GRID(total)>>>(dst, src, is_u8, count, rows, cols, rows_pad, cols_pad);
     return cudaGetLastError();
 }
 
@@ -507,10 +528,9 @@ extern "C" cudaError_t kiln_i8_mm_epilogue(void *y, const int32_t *d, const int3
     int64_t total = e.m * e.n;
     for (int i = 0; i < e.nb; i++) total *= e.batch[i];
     if (total <= 0) return cudaSuccess;
-    if (total < INT32_MAX)
-        mm_epilogue_kernel<int32_t><<<GRID(total)>>>(y, d, rowsum, colsum, e);
-    else
-        mm_epilogue_kernel<int64_t><<<GRID(total)>>>(y, d, rowsum, colsum, e);
+    int64_t rows = total / e.n;
+    mm_epilogue_kernel<<<dim3((unsigned)(rows < (1 << 20) ? rows : (1 << 20))), dim3(kThreads), 0, s>>>(y, d, rowsum,
+                                                                                                       colsum, e, rows);
     return cudaGetLastError();
 }
 
@@ -532,9 +552,8 @@ extern "C" cudaError_t kiln_i8_conv_epilogue(void *y, const int32_t *d, const in
                                              kiln_i8_conv_geom g, kiln_i8_conv_epi e, cudaStream_t s) {
     int64_t total = e.nn * g.groups * g.mg * g.p;
     if (total <= 0) return cudaSuccess;
-    if (total < INT32_MAX)
-        conv_epilogue_kernel<int32_t><<<GRID(total)>>>(y, d, rowsum, colsum, g, e);
-    else
-        conv_epilogue_kernel<int64_t><<<GRID(total)>>>(y, d, rowsum, colsum, g, e);
+    int64_t rows = e.nn * g.groups * g.mg;
+    conv_epilogue_kernel<<<dim3((unsigned)(rows < (1 << 20) ? rows : (1 << 20))), dim3(kThreads), 0, s>>>(y, d, rowsum,
+                                                                                                         colsum, g, e);
     return cudaGetLastError();
 }
