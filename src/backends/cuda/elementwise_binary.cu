@@ -4,7 +4,8 @@
  *
  * Float dtypes with one dtype for both inputs run one kernel per (dtype, op, shape class):
  *   both operands contiguous, or one of them a single element: 16-byte vectors on aligned data;
- *   anything else: merged broadcast dims with 32-bit fast division (64-bit past 2^31 elements).
+ *   anything else: merged broadcast dims with 32-bit fast division (64-bit past 2^31 elements),
+ *   N elements a step along the innermost dim when it allows 16-byte vectors (a bias add).
  * Integer and bool dtypes, and Pow with an exponent of another dtype, run one runtime-typed
  * kernel on 64-bit two's complement bits (Pow of floats in f64), exactly as the reference. */
 #include "elementwise_common.cuh"
@@ -99,6 +100,38 @@ __global__ void __launch_bounds__(kThreads) k_zip_geo(const Ta *a, const Tb *b, 
     }
 }
 
+/* The broadcast walk N elements at a time along the innermost dim (a multiple of N), where
+ * each operand either runs contiguously there (loaded as one 16-byte vector: its other strides
+ * are multiples of N and its pointer aligned) or is broadcast (one element, repeated). */
+template <class Ta, class Tb, class To, class F, class I>
+__global__ void __launch_bounds__(kThreads)
+    k_zip_geo_vec(const Ta *a, const Tb *b, To *y, I nvec, Geo<I, 2> g, bool a_vec, bool b_vec, F f) {
+    constexpr int N = vec_width<Ta, Tb, To>::value;
+    I stride = (I)gridDim.x * blockDim.x;
+    for (I v = (I)blockIdx.x * blockDim.x + threadIdx.x; v < nvec; v += stride) {
+        I off[2];
+        geo_offsets(g, v * (I)N, off);
+        Vec<Ta, N> va;
+        Vec<Tb, N> vb;
+        if (a_vec) {
+            va = *reinterpret_cast<const Vec<Ta, N> *>(a + off[0]);
+        } else {
+#pragma unroll
+            for (int j = 0; j < N; j++) va.v[j] = a[off[0]];
+        }
+        if (b_vec) {
+            vb = *reinterpret_cast<const Vec<Tb, N> *>(b + off[1]);
+        } else {
+#pragma unroll
+            for (int j = 0; j < N; j++) vb.v[j] = b[off[1]];
+        }
+        Vec<To, N> r;
+#pragma unroll
+        for (int j = 0; j < N; j++) r.v[j] = f(va.v[j], vb.v[j]);
+        reinterpret_cast<Vec<To, N> *>(y)[v] = r;
+    }
+}
+
 template <class Ta, class Tb, class To, class F>
 static cudaError_t launch_zip(const void *pa, const void *pb, void *py, const kiln_cuda_view *va,
                               const kiln_cuda_view *vb, F f, cudaStream_t s) {
@@ -121,6 +154,19 @@ static cudaError_t launch_zip(const void *pa, const void *pb, void *py, const ki
         return cudaGetLastError();
     }
     kiln_cuda_view v[2] = {*va, *vb};
+    constexpr int N = vec_width<Ta, Tb, To>::value;
+    bool a_vec, b_vec;
+    if (N > 1 && va->rank >= 1 && va->dims[va->rank - 1] % N == 0 && aligned_to(y, sizeof(To) * N) &&
+        vec_operand(va, a, sizeof(Ta), N, &a_vec) && vec_operand(vb, b, sizeof(Tb), N, &b_vec)) {
+        int64_t nvec = n / N;
+        if (n <= INT32_MAX)
+            k_zip_geo_vec<Ta, Tb, To, F, uint32_t><<<blocks_for(nvec), kThreads, 0, s>>>(
+                a, b, y, (uint32_t)nvec, make_geo<uint32_t, 2>(v, 2), a_vec, b_vec, f);
+        else
+            k_zip_geo_vec<Ta, Tb, To, F, uint64_t><<<blocks_for(nvec), kThreads, 0, s>>>(
+                a, b, y, (uint64_t)nvec, make_geo<uint64_t, 2>(v, 2), a_vec, b_vec, f);
+        return cudaGetLastError();
+    }
     if (n <= INT32_MAX)
         k_zip_geo<Ta, Tb, To, F, uint32_t><<<blocks_for(n), kThreads, 0, s>>>(a, b, y, (uint32_t)n,
                                                                              make_geo<uint32_t, 2>(v, 2), f);
