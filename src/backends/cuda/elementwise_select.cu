@@ -273,17 +273,12 @@ static cudaError_t where(const void *c, const void *x, const void *y, void *out,
     int64_t n = view_count(&v[0]);
     constexpr int N = 16 / sizeof(E);
     bool c_vec, x_vec, y_vec;
-    if (v[0].dims[v[0].rank - 1] % N == 0 && aligned_to(out, 16) && vec_operand(&v[0], c, 1, N, &c_vec) &&
-        vec_operand(&v[1], x, sizeof(E), N, &x_vec) && vec_operand(&v[2], y, sizeof(E), N, &y_vec)) {
-        int64_t nvec = n / N;
-        if (n <= INT32_MAX)
-            k_where_vec<E, uint32_t><<<blocks_for(nvec), kThreads, 0, s>>>((const uint8_t *)c, (const E *)x,
-                                                                            (const E *)y, (E *)out, (uint32_t)nvec,
-                                                                            make_geo<uint32_t, 3>(v, 3), c_vec, x_vec, y_vec);
-        else
-            k_where_vec<E, uint64_t><<<blocks_for(nvec), kThreads, 0, s>>>((const uint8_t *)c, (const E *)x,
-                                                                            (const E *)y, (E *)out, (uint64_t)nvec,
-                                                                            make_geo<uint64_t, 3>(v, 3), c_vec, x_vec, y_vec);
+    if (n <= INT32_MAX && v[0].dims[v[0].rank - 1] % N == 0 && aligned_to(out, 16) &&
+        vec_operand(&v[0], c, 1, N, &c_vec) && vec_operand(&v[1], x, sizeof(E), N, &x_vec) &&
+        vec_operand(&v[2], y, sizeof(E), N, &y_vec)) {
+        k_where_vec<E, uint32_t><<<blocks_for(n / N), kThreads, 0, s>>>((const uint8_t *)c, (const E *)x,
+                                                                         (const E *)y, (E *)out, (uint32_t)(n / N),
+                                                                         make_geo<uint32_t, 3>(v, 3), c_vec, x_vec, y_vec);
         return cudaGetLastError();
     }
     bool flat = views_flat(v, 3);
