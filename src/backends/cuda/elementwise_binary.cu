@@ -11,11 +11,7 @@
  * kernel on 64-bit two's complement bits (Pow of floats in f64), exactly as the reference. */
 #include "elementwise_common.cuh"
 
-#include <type_traits>
-
 namespace ew {
-
-template <int OP> constexpr bool is_compare = OP >= KILN_EW_EQUAL && OP <= KILN_EW_GREATER_EQUAL;
 
 /* numpy.mod: the result has the divisor's sign, zero as +-0 */
 template <class C> __device__ __forceinline__ C py_mod(C a, C b) {
@@ -90,11 +86,9 @@ template <class T> struct FloatCompareRt {
 
 /* Add, Sub, Mul, Div: a kernel each (the op known at compile time) */
 template <class T, int OP> struct FloatBinary {
-    using Out = typename std::conditional<is_compare<OP>, boolean, T>::type;
     kiln_cuda_act act;
-    __device__ __forceinline__ Out operator()(T a, T b) const {
-        if constexpr (is_compare<OP>) return boolean{(uint8_t)compare<OP>(FT<T>::load(a), FT<T>::load(b))};
-        else return FT<T>::store(act_apply(act, arith<OP>(FT<T>::load(a), FT<T>::load(b))));
+    __device__ __forceinline__ T operator()(T a, T b) const {
+        return FT<T>::store(act_apply(act, arith<OP>(FT<T>::load(a), FT<T>::load(b))));
     }
 };
 
