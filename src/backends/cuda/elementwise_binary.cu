@@ -2,18 +2,16 @@
  * comparisons, logic, bitwise and shifts (semantics of src/backends/ref/binary.c and PRelu in
  * activation.c).
  *
- * Float dtypes with one dtype for both inputs run one kernel per (dtype, op, shape class):
+ * Float dtypes with one dtype for both inputs run one kernel per (dtype, shape class) and per op
+ * for Add/Sub/Mul/Div (the rest: per kind, the op chosen at run time):
  *   both operands contiguous, or one of them a single element: 16-byte vectors on aligned data;
- *   anything else: merged broadcast dims with 32-bit fast division (64-bit past 2^31 elements).
+ *   anything else: merged broadcast dims with 32-bit fast division (64-bit past 2^31 elements),
+ *   N elements a step along the innermost dim when it allows 16-byte vectors (a bias add).
  * Integer and bool dtypes, and Pow with an exponent of another dtype, run one runtime-typed
  * kernel on 64-bit two's complement bits (Pow of floats in f64), exactly as the reference. */
 #include "elementwise_common.cuh"
 
-#include <type_traits>
-
 namespace ew {
-
-template <int OP> constexpr bool is_compare = OP >= KILN_EW_EQUAL && OP <= KILN_EW_GREATER_EQUAL;
 
 /* numpy.mod: the result has the divisor's sign, zero as +-0 */
 template <class C> __device__ __forceinline__ C py_mod(C a, C b) {
@@ -50,19 +48,54 @@ template <int OP, class C> __device__ __forceinline__ bool compare(C a, C b) {
     else return a >= b;
 }
 
-template <class T, int OP> struct FloatBinary {
-    using Out = typename std::conditional<is_compare<OP>, boolean, T>::type;
+/* Mod, Pow, PRelu and the comparisons: one functor per dtype, the op a (uniform) switch at run
+ * time, to keep the kernel count and the build time down. */
+template <class C> __device__ __forceinline__ C arith_rt(int op, C a, C b) {
+    switch (op) {
+    case KILN_EW_MOD: return arith<KILN_EW_MOD>(a, b);
+    case KILN_EW_FMOD: return arith<KILN_EW_FMOD>(a, b);
+    case KILN_EW_POW: return arith<KILN_EW_POW>(a, b);
+    default: return arith<KILN_EW_PRELU>(a, b);
+    }
+}
+
+template <class C> __device__ __forceinline__ bool compare_rt(int op, C a, C b) {
+    switch (op) {
+    case KILN_EW_EQUAL: return compare<KILN_EW_EQUAL>(a, b);
+    case KILN_EW_LESS: return compare<KILN_EW_LESS>(a, b);
+    case KILN_EW_GREATER: return compare<KILN_EW_GREATER>(a, b);
+    case KILN_EW_LESS_EQUAL: return compare<KILN_EW_LESS_EQUAL>(a, b);
+    default: return compare<KILN_EW_GREATER_EQUAL>(a, b);
+    }
+}
+
+template <class T> struct FloatArithRt {
+    int op;
     kiln_cuda_act act;
-    __device__ __forceinline__ Out operator()(T a, T b) const {
-        if constexpr (is_compare<OP>) return boolean{(uint8_t)compare<OP>(FT<T>::load(a), FT<T>::load(b))};
-        else return FT<T>::store(act_apply(act, arith<OP>(FT<T>::load(a), FT<T>::load(b))));
+    __device__ __forceinline__ T operator()(T a, T b) const {
+        return FT<T>::store(act_apply(act, arith_rt(op, FT<T>::load(a), FT<T>::load(b))));
     }
 };
 
-/* MODE 0: both contiguous; 1: a is one element; 2: b is one element. */
-template <class Ta, class Tb, class To, class F, int MODE>
+template <class T> struct FloatCompareRt {
+    int op;
+    __device__ __forceinline__ boolean operator()(T a, T b) const {
+        return boolean{(uint8_t)compare_rt(op, FT<T>::load(a), FT<T>::load(b))};
+    }
+};
+
+/* Add, Sub, Mul, Div: a kernel each (the op known at compile time) */
+template <class T, int OP> struct FloatBinary {
+    kiln_cuda_act act;
+    __device__ __forceinline__ T operator()(T a, T b) const {
+        return FT<T>::store(act_apply(act, arith<OP>(FT<T>::load(a), FT<T>::load(b))));
+    }
+};
+
+/* mode 0: both contiguous; 1: a is one element; 2: b is one element (uniform branches). */
+template <class Ta, class Tb, class To, class F>
 __global__ void __launch_bounds__(kThreads)
-    k_zip_flat(const Ta *a, const Tb *b, To *y, int64_t n, int64_t nvec, F f) {
+    k_zip_flat(const Ta *a, const Tb *b, To *y, int64_t n, int64_t nvec, int mode, F f) {
     constexpr int N = vec_width<Ta, Tb, To>::value;
     int64_t stride = (int64_t)gridDim.x * blockDim.x;
     int64_t t = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
@@ -71,22 +104,20 @@ __global__ void __launch_bounds__(kThreads)
     for (int64_t v = t; v < nvec; v += stride) {
         Vec<Ta, N> va;
         Vec<Tb, N> vb;
-        if constexpr (MODE != 1) va = reinterpret_cast<const Vec<Ta, N> *>(a)[v];
-        if constexpr (MODE != 2) vb = reinterpret_cast<const Vec<Tb, N> *>(b)[v];
+        if (mode != 1) va = reinterpret_cast<const Vec<Ta, N> *>(a)[v];
+        else
+#pragma unroll
+            for (int j = 0; j < N; j++) va.v[j] = a0;
+        if (mode != 2) vb = reinterpret_cast<const Vec<Tb, N> *>(b)[v];
+        else
+#pragma unroll
+            for (int j = 0; j < N; j++) vb.v[j] = b0;
         Vec<To, N> r;
 #pragma unroll
-        for (int j = 0; j < N; j++) {
-            if constexpr (MODE == 1) r.v[j] = f(a0, vb.v[j]);
-            else if constexpr (MODE == 2) r.v[j] = f(va.v[j], b0);
-            else r.v[j] = f(va.v[j], vb.v[j]);
-        }
+        for (int j = 0; j < N; j++) r.v[j] = f(va.v[j], vb.v[j]);
         reinterpret_cast<Vec<To, N> *>(y)[v] = r;
     }
-    for (int64_t i = nvec * N + t; i < n; i += stride) {
-        if constexpr (MODE == 1) y[i] = f(a0, b[i]);
-        else if constexpr (MODE == 2) y[i] = f(a[i], b0);
-        else y[i] = f(a[i], b[i]);
-    }
+    for (int64_t i = nvec * N + t; i < n; i += stride) y[i] = f(mode == 1 ? a0 : a[i], mode == 2 ? b0 : b[i]);
 }
 
 template <class Ta, class Tb, class To, class F, class I>
@@ -96,6 +127,38 @@ __global__ void __launch_bounds__(kThreads) k_zip_geo(const Ta *a, const Tb *b, 
         I off[2];
         geo_offsets(g, i, off);
         y[i] = f(a[off[0]], b[off[1]]);
+    }
+}
+
+/* The broadcast walk N elements at a time along the innermost dim (a multiple of N), where
+ * each operand either runs contiguously there (loaded as one 16-byte vector: its other strides
+ * are multiples of N and its pointer aligned) or is broadcast (one element, repeated). */
+template <class Ta, class Tb, class To, class F, class I>
+__global__ void __launch_bounds__(kThreads)
+    k_zip_geo_vec(const Ta *a, const Tb *b, To *y, I nvec, Geo<I, 2> g, bool a_vec, bool b_vec, F f) {
+    constexpr int N = vec_width<Ta, Tb, To>::value;
+    I stride = (I)gridDim.x * blockDim.x;
+    for (I v = (I)blockIdx.x * blockDim.x + threadIdx.x; v < nvec; v += stride) {
+        I off[2];
+        geo_offsets(g, v * (I)N, off);
+        Vec<Ta, N> va;
+        Vec<Tb, N> vb;
+        if (a_vec) {
+            va = *reinterpret_cast<const Vec<Ta, N> *>(a + off[0]);
+        } else {
+#pragma unroll
+            for (int j = 0; j < N; j++) va.v[j] = a[off[0]];
+        }
+        if (b_vec) {
+            vb = *reinterpret_cast<const Vec<Tb, N> *>(b + off[1]);
+        } else {
+#pragma unroll
+            for (int j = 0; j < N; j++) vb.v[j] = b[off[1]];
+        }
+        Vec<To, N> r;
+#pragma unroll
+        for (int j = 0; j < N; j++) r.v[j] = f(va.v[j], vb.v[j]);
+        reinterpret_cast<Vec<To, N> *>(y)[v] = r;
     }
 }
 
@@ -115,12 +178,19 @@ static cudaError_t launch_zip(const void *pa, const void *pb, void *py, const ki
                    (mode == 2 || aligned_to(b, sizeof(Tb) * N));
         int64_t nvec = vec ? n / N : 0;
         unsigned blocks = blocks_for(nvec + (n - nvec * N));
-        if (mode == 0) k_zip_flat<Ta, Tb, To, F, 0><<<blocks, kThreads, 0, s>>>(a, b, y, n, nvec, f);
-        else if (mode == 1) k_zip_flat<Ta, Tb, To, F, 1><<<blocks, kThreads, 0, s>>>(a, b, y, n, nvec, f);
-        else k_zip_flat<Ta, Tb, To, F, 2><<<blocks, kThreads, 0, s>>>(a, b, y, n, nvec, f);
+        k_zip_flat<Ta, Tb, To, F><<<blocks, kThreads, 0, s>>>(a, b, y, n, nvec, mode, f);
         return cudaGetLastError();
     }
     kiln_cuda_view v[2] = {*va, *vb};
+    constexpr int N = vec_width<Ta, Tb, To>::value;
+    bool a_vec, b_vec;
+    if (N > 1 && n <= INT32_MAX && va->dims[va->rank - 1] % N == 0 && aligned_to(y, sizeof(To) * N) &&
+        vec_operand(va, a, sizeof(Ta), N, &a_vec) && vec_operand(vb, b, sizeof(Tb), N, &b_vec)) {
+        int64_t nvec = n / N;
+        k_zip_geo_vec<Ta, Tb, To, F, uint32_t><<<blocks_for(nvec), kThreads, 0, s>>>(
+            a, b, y, (uint32_t)nvec, make_geo<uint32_t, 2>(v, 2), a_vec, b_vec, f);
+        return cudaGetLastError();
+    }
     if (n <= INT32_MAX)
         k_zip_geo<Ta, Tb, To, F, uint32_t><<<blocks_for(n), kThreads, 0, s>>>(a, b, y, (uint32_t)n,
                                                                              make_geo<uint32_t, 2>(v, 2), f);
@@ -134,12 +204,14 @@ template <class T>
 static cudaError_t float_binary(int op, const void *a, const void *b, void *y, const kiln_cuda_view *va,
                                 const kiln_cuda_view *vb, const kiln_cuda_act &act, cudaStream_t s) {
     switch (op) {
-#define EW_CASE(o)                                                                                 \
-    case o: return launch_zip<T, T, typename FloatBinary<T, o>::Out>(a, b, y, va, vb, FloatBinary<T, o>{act}, s);
-    EW_CASE(KILN_EW_ADD) EW_CASE(KILN_EW_SUB) EW_CASE(KILN_EW_MUL) EW_CASE(KILN_EW_DIV) EW_CASE(KILN_EW_MOD)
-    EW_CASE(KILN_EW_FMOD) EW_CASE(KILN_EW_POW) EW_CASE(KILN_EW_PRELU) EW_CASE(KILN_EW_EQUAL)
-    EW_CASE(KILN_EW_LESS) EW_CASE(KILN_EW_GREATER) EW_CASE(KILN_EW_LESS_EQUAL) EW_CASE(KILN_EW_GREATER_EQUAL)
-#undef EW_CASE
+    case KILN_EW_ADD: return launch_zip<T, T, T>(a, b, y, va, vb, FloatBinary<T, KILN_EW_ADD>{act}, s);
+    case KILN_EW_SUB: return launch_zip<T, T, T>(a, b, y, va, vb, FloatBinary<T, KILN_EW_SUB>{act}, s);
+    case KILN_EW_MUL: return launch_zip<T, T, T>(a, b, y, va, vb, FloatBinary<T, KILN_EW_MUL>{act}, s);
+    case KILN_EW_DIV: return launch_zip<T, T, T>(a, b, y, va, vb, FloatBinary<T, KILN_EW_DIV>{act}, s);
+    case KILN_EW_MOD: case KILN_EW_FMOD: case KILN_EW_POW: case KILN_EW_PRELU:
+        return launch_zip<T, T, T>(a, b, y, va, vb, FloatArithRt<T>{op, act}, s);
+    case KILN_EW_EQUAL: case KILN_EW_LESS: case KILN_EW_GREATER: case KILN_EW_LESS_EQUAL: case KILN_EW_GREATER_EQUAL:
+        return launch_zip<T, T, boolean>(a, b, y, va, vb, FloatCompareRt<T>{op}, s);
     default: return cudaErrorInvalidValue;
     }
 }

@@ -197,6 +197,23 @@ static inline int64_t view_count(const kiln_cuda_view *v) {
     return n;
 }
 
+/* Can an operand take a vector walk of n elements along the innermost dim: contiguous there
+ * (*vec: loaded as vectors; its other strides multiples of n, its pointer aligned) or broadcast
+ * there (*vec false: one element repeated)? The caller checks that the dim is a multiple of n. */
+static bool vec_operand(const kiln_cuda_view *v, const void *p, size_t elem, int n, bool *vec) {
+    int inner = v->rank - 1;
+    int64_t s = v->strides[inner];
+    if (s == 0) {
+        *vec = false;
+        return true;
+    }
+    if (s != 1 || !aligned_to(p, elem * n)) return false;
+    for (int d = 0; d < inner; d++)
+        if (v->strides[d] % n != 0) return false;
+    *vec = true;
+    return true;
+}
+
 /* ---- math wrappers over float and double ---- */
 #define EW_MATH1(name, f32, f64)                                                                   \
     __device__ __forceinline__ float name(float x) { return f32(x); }                              \

@@ -60,9 +60,17 @@ template <class Tx, class Ty> __device__ __forceinline__ Ty quantize_one(const Q
     if constexpr (is_float<Tx>::value) xv = (double)FT<Tx>::load(x);
     else xv = (double)x;
     double s = ld_f64(q.ct_scale, q.scale, j);
+    if (q.ct_prec == KILN_CT_F32) {
+        /* All in f32: one f32 division as the reference's; rint(v) + zp is exact below 2^24 and
+         * saturates the same above. */
+        float v = (float)xv / (float)s, z = zp ? (float)zp[j] : 0.0f;
+        float r = v != v ? z : rintf(v) + z;
+        if (r <= (float)q.lo) return (Ty)q.lo;
+        if (r >= (float)q.hi) return (Ty)q.hi;
+        return (Ty)(int32_t)r;
+    }
     double v;
-    if (q.ct_prec == KILN_CT_F32) v = (float)xv / (float)s; /* one f32 division, as the reference's */
-    else if (q.ct_prec == KILN_CT_F64) v = xv / s;
+    if (q.ct_prec == KILN_CT_F64) v = xv / s;
     else v = round_to(q.ct_prec, round_to(q.ct_prec, xv) / round_to(q.ct_prec, s));
     double z = zp ? (double)zp[j] : 0.0;
     double r = v != v ? z : rint(v) + z;
@@ -103,7 +111,11 @@ static cudaError_t quantize(const void *x, const void *zp, void *y, const kiln_e
 template <class Tx, class Ty>
 __device__ __forceinline__ Ty dequantize_one(const void *scale, int ct_scale, Tx x, const Tx *zp, int64_t j) {
     int64_t d = (int64_t)x - (zp ? (int64_t)zp[j] : 0);
-    float v = (float)((double)d * ld_f64(ct_scale, scale, j));
+    float v;
+    if constexpr (sizeof(Tx) < 4) /* |d| < 2^17: the f32 product is the double one, rounded once */
+        v = (float)d * (float)ld_f64(ct_scale, scale, j);
+    else
+        v = (float)((double)d * ld_f64(ct_scale, scale, j));
     return FT<Ty>::store(v);
 }
 

@@ -1,6 +1,7 @@
 /* elementwise_select.cu — many-input elementwise kernels: Sum/Mean/Max/Min over up to
  * KILN_EW_MAX_IN broadcast inputs a pass (more go through an accumulator, see
  * kernels_elementwise.h), and Where's three-way broadcast copy.
+ * Contiguous inputs take 16-byte vectors, and so do broadcasts whose innermost dim allows it.
  * Semantics of src/backends/ref/variadic.c (fold in input order, Max/Min propagate NaN, Mean
  * divides the sum by the input count) and where_clip.c. Floats fold in f32 (f64 for f64),
  * integers (Max/Min) on 64-bit values, unsigned ones compared as unsigned. */
@@ -54,11 +55,74 @@ template <class T, int OP, class I> __global__ void __launch_bounds__(kThreads) 
     }
 }
 
+/* Contiguous same-shape inputs, no running value: N elements a thread with 16-byte vectors. */
+template <class T, int OP>
+__global__ void __launch_bounds__(kThreads) k_variadic_vec(VarArgs<T, uint64_t> p, int64_t nvec) {
+    using C = typename FT<T>::C;
+    constexpr int N = vec_width<T>::value;
+    int64_t stride = (int64_t)gridDim.x * blockDim.x;
+    int64_t t = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    for (int64_t v = t; v < nvec; v += stride) {
+        C acc[N];
+        Vec<T, N> x = reinterpret_cast<const Vec<T, N> *>(p.x[0])[v];
+#pragma unroll
+        for (int j = 0; j < N; j++) acc[j] = FT<T>::load(x.v[j]);
+#pragma unroll
+        for (int k = 1; k < KILN_EW_MAX_IN; k++) {
+            if (k >= p.n_in) break;
+            x = reinterpret_cast<const Vec<T, N> *>(p.x[k])[v];
+#pragma unroll
+            for (int j = 0; j < N; j++) acc[j] = fold<OP>(acc[j], FT<T>::load(x.v[j]));
+        }
+        Vec<T, N> r;
+#pragma unroll
+        for (int j = 0; j < N; j++) {
+            C a = acc[j];
+            if constexpr (OP == KILN_EW_MEAN) a = a / C(p.n_total);
+            r.v[j] = FT<T>::store(act_apply(p.act, a));
+        }
+        reinterpret_cast<Vec<T, N> *>(p.y)[v] = r;
+    }
+    for (int64_t i = nvec * N + t; i < (int64_t)p.n; i += stride) {
+        C acc = FT<T>::load(p.x[0][i]);
+#pragma unroll
+        for (int k = 1; k < KILN_EW_MAX_IN; k++) {
+            if (k >= p.n_in) break;
+            acc = fold<OP>(acc, FT<T>::load(p.x[k][i]));
+        }
+        if constexpr (OP == KILN_EW_MEAN) acc = acc / C(p.n_total);
+        p.y[i] = FT<T>::store(act_apply(p.act, acc));
+    }
+}
+
+template <class T, int OP>
+static bool try_variadic_vec(int n_in, const void *const *x, const kiln_cuda_view *v, const void *acc_in,
+                             void *acc_out, void *y, int n_total, const kiln_cuda_act &act, int64_t n, cudaStream_t s) {
+    constexpr int N = vec_width<T>::value;
+    if (acc_in || acc_out || !views_flat(v, n_in) || !aligned_to(y, 16)) return false;
+    for (int k = 0; k < n_in; k++)
+        if (!aligned_to(x[k], 16)) return false;
+    VarArgs<T, uint64_t> p;
+    for (int k = 0; k < KILN_EW_MAX_IN; k++) p.x[k] = (const T *)x[k < n_in ? k : 0];
+    p.n_in = n_in;
+    p.n_total = n_total;
+    p.flat = true;
+    p.acc_in = NULL;
+    p.acc_out = NULL;
+    p.y = (T *)y;
+    p.n = (uint64_t)n;
+    p.act = act;
+    int64_t nvec = n / N;
+    k_variadic_vec<T, OP><<<blocks_for(nvec + (n - nvec * N)), kThreads, 0, s>>>(p, nvec);
+    return true;
+}
+
 template <class T, int OP, class I>
 static cudaError_t launch_variadic(int n_in, const void *const *x, const kiln_cuda_view *v, const void *acc_in,
                                    void *acc_out, void *y, int n_total, const kiln_cuda_act &act, I n,
                                    cudaStream_t s) {
     using C = typename FT<T>::C;
+    if (try_variadic_vec<T, OP>(n_in, x, v, acc_in, acc_out, y, n_total, act, (int64_t)n, s)) return cudaGetLastError();
     VarArgs<T, I> p;
     for (int k = 0; k < KILN_EW_MAX_IN; k++) p.x[k] = (const T *)x[k < n_in ? k : 0];
     p.n_in = n_in;
@@ -173,10 +237,50 @@ __global__ void __launch_bounds__(kThreads)
     }
 }
 
+/* N elements a step along the innermost dim (see vec_operand): cond, x, y each a vector or one
+ * repeated element. */
+template <class E, class I>
+__global__ void __launch_bounds__(kThreads) k_where_vec(const uint8_t *c, const E *x, const E *y, E *out, I nvec,
+                                                        Geo<I, 3> g, bool c_vec, bool x_vec, bool y_vec) {
+    constexpr int N = 16 / sizeof(E);
+    I stride = (I)gridDim.x * blockDim.x;
+    for (I v = (I)blockIdx.x * blockDim.x + threadIdx.x; v < nvec; v += stride) {
+        I off[3];
+        geo_offsets(g, v * (I)N, off);
+        Vec<uint8_t, N> vc;
+        Vec<E, N> vx, vy, r;
+        if (c_vec) vc = *reinterpret_cast<const Vec<uint8_t, N> *>(c + off[0]);
+        else
+#pragma unroll
+            for (int j = 0; j < N; j++) vc.v[j] = c[off[0]];
+        if (x_vec) vx = *reinterpret_cast<const Vec<E, N> *>(x + off[1]);
+        else
+#pragma unroll
+            for (int j = 0; j < N; j++) vx.v[j] = x[off[1]];
+        if (y_vec) vy = *reinterpret_cast<const Vec<E, N> *>(y + off[2]);
+        else
+#pragma unroll
+            for (int j = 0; j < N; j++) vy.v[j] = y[off[2]];
+#pragma unroll
+        for (int j = 0; j < N; j++) r.v[j] = vc.v[j] ? vx.v[j] : vy.v[j];
+        reinterpret_cast<Vec<E, N> *>(out)[v] = r;
+    }
+}
+
 template <class E>
 static cudaError_t where(const void *c, const void *x, const void *y, void *out, const kiln_cuda_view *v,
                          cudaStream_t s) {
     int64_t n = view_count(&v[0]);
+    constexpr int N = 16 / sizeof(E);
+    bool c_vec, x_vec, y_vec;
+    if (n <= INT32_MAX && v[0].dims[v[0].rank - 1] % N == 0 && aligned_to(out, 16) &&
+        vec_operand(&v[0], c, 1, N, &c_vec) && vec_operand(&v[1], x, sizeof(E), N, &x_vec) &&
+        vec_operand(&v[2], y, sizeof(E), N, &y_vec)) {
+        k_where_vec<E, uint32_t><<<blocks_for(n / N), kThreads, 0, s>>>((const uint8_t *)c, (const E *)x,
+                                                                         (const E *)y, (E *)out, (uint32_t)(n / N),
+                                                                         make_geo<uint32_t, 3>(v, 3), c_vec, x_vec, y_vec);
+        return cudaGetLastError();
+    }
     bool flat = views_flat(v, 3);
     if (n <= INT32_MAX)
         k_where<E, uint32_t><<<blocks_for(n), kThreads, 0, s>>>((const uint8_t *)c, (const E *)x, (const E *)y,

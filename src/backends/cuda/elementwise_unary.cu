@@ -1,6 +1,7 @@
 /* elementwise_unary.cu — one-input elementwise kernels: unary math, activations, IsNaN/IsInf,
- * Clip and the fused-activation pass (KILN_EW_IDENT). Float dtypes run one kernel per (dtype,
- * op), computing in f32 (f64 for f64) with 16-byte vector loads; integer and bool dtypes run
+ * Clip and the fused-activation pass (KILN_EW_IDENT). Float dtypes compute in f32 (f64 for f64)
+ * with 16-byte vector loads: the ops common in models one kernel per (dtype, op), the others one
+ * kernel per dtype with the op chosen at run time; integer and bool dtypes run
  * one runtime-typed kernel on 64-bit bits, as src/backends/ref/unary.c and activation.c do.
  * The formulas are those of the reference kernels (the stable forms of Sigmoid and Softplus,
  * NaN-propagating max/min in HardSigmoid, HardSwish and Celu). Tested against the reference
@@ -94,6 +95,31 @@ template <class T, int OP> struct FloatPredicate {
     }
 };
 
+/* The ops that seldom run on large tensors share one kernel per dtype, the op a (uniform)
+ * switch at run time; this keeps the number of kernels, and the build time, down. */
+template <class C> __device__ __forceinline__ C unary_float_rt(int op, C x, const kiln_ew_params &p) {
+    switch (op) {
+#define EW_CASE(o) case o: return unary_float<o>(x, p);
+    EW_CASE(KILN_EW_FLOOR) EW_CASE(KILN_EW_CEIL) EW_CASE(KILN_EW_ROUND) EW_CASE(KILN_EW_SIN) EW_CASE(KILN_EW_COS)
+    EW_CASE(KILN_EW_TAN) EW_CASE(KILN_EW_ASIN) EW_CASE(KILN_EW_ACOS) EW_CASE(KILN_EW_ATAN) EW_CASE(KILN_EW_SINH)
+    EW_CASE(KILN_EW_COSH) EW_CASE(KILN_EW_ASINH) EW_CASE(KILN_EW_ACOSH) EW_CASE(KILN_EW_ATANH) EW_CASE(KILN_EW_SIGN)
+    EW_CASE(KILN_EW_SOFTPLUS) EW_CASE(KILN_EW_SOFTSIGN) EW_CASE(KILN_EW_HARDSIGMOID) EW_CASE(KILN_EW_ELU)
+    EW_CASE(KILN_EW_SELU) EW_CASE(KILN_EW_CELU) EW_CASE(KILN_EW_THRESHOLDEDRELU) EW_CASE(KILN_EW_MISH)
+    EW_CASE(KILN_EW_SHRINK)
+#undef EW_CASE
+    default: return x;
+    }
+}
+
+template <class T> struct FloatUnaryRt {
+    int op;
+    kiln_ew_params p;
+    kiln_cuda_act act;
+    __device__ __forceinline__ T operator()(T x) const {
+        return FT<T>::store(act_apply(act, unary_float_rt(op, FT<T>::load(x), p)));
+    }
+};
+
 template <class T, int OP>
 static cudaError_t float_op(const void *x, void *y, int64_t n, const kiln_ew_params &p, const kiln_cuda_act &act,
                             cudaStream_t s) {
@@ -102,24 +128,21 @@ static cudaError_t float_op(const void *x, void *y, int64_t n, const kiln_ew_par
     else return launch_map<T, T>(x, y, n, FloatUnary<T, OP>{p, act}, s);
 }
 
+/* The ops common in models get a kernel each (the op known at compile time). */
 template <class T>
 static cudaError_t float_unary(int op, const void *x, void *y, int64_t n, const kiln_ew_params &p,
                                const kiln_cuda_act &act, cudaStream_t s) {
     switch (op) {
 #define EW_CASE(o) case o: return float_op<T, o>(x, y, n, p, act, s);
-    EW_CASE(KILN_EW_IDENT) EW_CASE(KILN_EW_ABS) EW_CASE(KILN_EW_NEG) EW_CASE(KILN_EW_FLOOR)
-    EW_CASE(KILN_EW_CEIL) EW_CASE(KILN_EW_ROUND) EW_CASE(KILN_EW_SQRT) EW_CASE(KILN_EW_RECIPROCAL)
-    EW_CASE(KILN_EW_EXP) EW_CASE(KILN_EW_LOG) EW_CASE(KILN_EW_SIN) EW_CASE(KILN_EW_COS) EW_CASE(KILN_EW_TAN)
-    EW_CASE(KILN_EW_ASIN) EW_CASE(KILN_EW_ACOS) EW_CASE(KILN_EW_ATAN) EW_CASE(KILN_EW_SINH)
-    EW_CASE(KILN_EW_COSH) EW_CASE(KILN_EW_TANH) EW_CASE(KILN_EW_ASINH) EW_CASE(KILN_EW_ACOSH)
-    EW_CASE(KILN_EW_ATANH) EW_CASE(KILN_EW_ERF) EW_CASE(KILN_EW_SIGN) EW_CASE(KILN_EW_ISNAN)
-    EW_CASE(KILN_EW_ISINF) EW_CASE(KILN_EW_RELU) EW_CASE(KILN_EW_SIGMOID) EW_CASE(KILN_EW_SOFTPLUS)
-    EW_CASE(KILN_EW_SOFTSIGN) EW_CASE(KILN_EW_HARDSIGMOID) EW_CASE(KILN_EW_HARDSWISH) EW_CASE(KILN_EW_ELU)
-    EW_CASE(KILN_EW_SELU) EW_CASE(KILN_EW_CELU) EW_CASE(KILN_EW_LEAKYRELU) EW_CASE(KILN_EW_THRESHOLDEDRELU)
-    EW_CASE(KILN_EW_MISH) EW_CASE(KILN_EW_GELU) EW_CASE(KILN_EW_GELU_TANH) EW_CASE(KILN_EW_SHRINK)
+    EW_CASE(KILN_EW_IDENT) EW_CASE(KILN_EW_ABS) EW_CASE(KILN_EW_NEG) EW_CASE(KILN_EW_SQRT)
+    EW_CASE(KILN_EW_RECIPROCAL) EW_CASE(KILN_EW_EXP) EW_CASE(KILN_EW_LOG) EW_CASE(KILN_EW_TANH) EW_CASE(KILN_EW_ERF)
+    EW_CASE(KILN_EW_ISNAN) EW_CASE(KILN_EW_ISINF) EW_CASE(KILN_EW_RELU) EW_CASE(KILN_EW_SIGMOID)
+    EW_CASE(KILN_EW_HARDSWISH) EW_CASE(KILN_EW_LEAKYRELU) EW_CASE(KILN_EW_GELU) EW_CASE(KILN_EW_GELU_TANH)
     EW_CASE(KILN_EW_SWISH) EW_CASE(KILN_EW_CLIP)
 #undef EW_CASE
-    default: return cudaErrorInvalidValue;
+    default:
+        if (op < 0 || op >= KILN_EW_UNARY_COUNT || op == KILN_EW_NOT || op == KILN_EW_BITNOT) return cudaErrorInvalidValue;
+        return launch_map<T, T>(x, y, n, FloatUnaryRt<T>{op, p, act}, s);
     }
 }
 
