@@ -7,21 +7,31 @@
 
 /* ---- strided copy ---- */
 
-/* I: unsigned type for the flat index, S: signed type for source offsets (32-bit when the
- * sizes allow: integer division is the cost of this kernel). */
+/* Each thread copies KD_RUN consecutive elements of one innermost row, so the index
+ * arithmetic (integer division: the cost of this kernel) is paid once per run. I: unsigned
+ * type for indices, S: signed type for source offsets (32-bit when the sizes allow). */
+#define KD_RUN 4
 template <typename U, typename I, typename S>
-__global__ void strided_kernel(U *__restrict__ dst, const U *__restrict__ src, kiln_data_strided v, int64_t n) {
-    KD_LOOP(i, n) {
-        I rem = (I)i;
-        S off = (S)v.offset;
-        for (int k = v.rank - 1; k > 0; k--) {
+__global__ void strided_kernel(U *__restrict__ dst, const U *__restrict__ src, kiln_data_strided v, int64_t runs,
+                               I runs_per_row) {
+    int last = v.rank - 1;
+    I row_len = (I)v.dims[last];
+    S step = (S)v.strides[last];
+    KD_LOOP(ri, runs) {
+        I row = (I)ri / runs_per_row, c0 = ((I)ri - row * runs_per_row) * KD_RUN;
+        S off = (S)v.offset + (S)c0 * step;
+        I rem = row;
+        for (int k = last - 1; k > 0; k--) {
             I d = (I)v.dims[k];
             I q = rem / d;
             off += (S)(rem - q * d) * (S)v.strides[k];
             rem = q;
         }
-        if (v.rank > 0) off += (S)rem * (S)v.strides[0];
-        dst[i] = src[off];
+        if (last > 0) off += (S)rem * (S)v.strides[0];
+        U *out = dst + (int64_t)row * row_len + c0;
+#pragma unroll
+        for (int e = 0; e < KD_RUN; e++)
+            if (c0 + e < row_len) out[e] = src[off + (S)e * step];
     }
 }
 
@@ -40,13 +50,16 @@ extern "C" cudaError_t kiln_data_strided_copy(void *dst, const void *src, int un
                                               cudaStream_t stream) {
     int64_t n = 1;
     for (int k = 0; k < v->rank; k++) n *= v->dims[k];
-    if (n <= 0) return cudaSuccess;
-    bool small = fits32(v, n);
+    if (n <= 0 || v->rank < 1) return n <= 0 ? cudaSuccess : cudaErrorInvalidValue;
+    int64_t row_len = v->dims[v->rank - 1], per_row = (row_len + KD_RUN - 1) / KD_RUN, runs = n / row_len * per_row;
+    bool small = fits32(v, n + KD_RUN);
     KD_DISPATCH_UNIT(unit, {
         if (small)
-            strided_kernel<U, uint32_t, int32_t><<<kd_blocks(n), KD_THREADS, 0, stream>>>((U *)dst, (const U *)src, *v, n);
+            strided_kernel<U, uint32_t, int32_t><<<kd_blocks(runs), KD_THREADS, 0, stream>>>((U *)dst, (const U *)src, *v, runs,
+                                                                                          (uint32_t)per_row);
         else
-            strided_kernel<U, uint64_t, int64_t><<<kd_blocks(n), KD_THREADS, 0, stream>>>((U *)dst, (const U *)src, *v, n);
+            strided_kernel<U, uint64_t, int64_t><<<kd_blocks(runs), KD_THREADS, 0, stream>>>((U *)dst, (const U *)src, *v, runs,
+                                                                                          (uint64_t)per_row);
     });
     return cudaGetLastError();
 }

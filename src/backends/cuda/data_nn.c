@@ -192,6 +192,15 @@ static kiln_status run_resize(kiln_cuda_run *r, const kiln_node *n, kiln_tensor 
     }
     size_t es = kiln_dtype_size(x->dtype);
     if (p.n_axes == 0) return kiln_data_copy(r, n, out[0].data, x->data, (size_t)kiln_shape_count(x->rank, x->dims) * es);
+    size_t tables = kiln_data_resize_2d_scratch(&p);
+    if (tables) {
+        void *scratch;
+        KILN_TRY(kiln_cuda_scratch(r, tables, &scratch));
+        uint64_t ext = stored_value(x->dtype, p.extrapolation);
+        return kiln_data_check(kiln_data_resize_2d(out[0].data, x->data, kiln_cuda_ctype(x->dtype), (int)es, ext, &p, scratch,
+                                                   r->stream),
+                               n, "resize kernel");
+    }
     if (p.mode == KILN_DATA_RESIZE_NEAREST)
         return kiln_data_check(kiln_data_resize_nearest(out[0].data, x->data, (int)es, stored_value(x->dtype, p.extrapolation),
                                                         &p, r->stream),

@@ -22,71 +22,75 @@ template <> struct kd_acc<double> {
 };
 
 /* Number of taps j in [0, k) with lo <= st + j * dl < hi, and the first one. */
-static __device__ __forceinline__ int64_t tap_span(int64_t st, int64_t dl, int64_t k, int64_t lo, int64_t hi,
-                                                   int64_t *first) {
-    int64_t a = st >= lo ? 0 : (lo - st + dl - 1) / dl;
-    int64_t b = st > hi - 1 ? 0 : (hi - 1 - st) / dl + 1;
+template <typename I>
+static __device__ __forceinline__ I tap_span(I st, I dl, I k, I lo, I hi, I *first) {
+    I a = st >= lo ? 0 : (lo - st + dl - 1) / dl;
+    I b = st > hi - 1 ? 0 : (hi - 1 - st) / dl + 1;
     if (b > k) b = k;
     if (a > b) a = b;
     *first = a;
     return b - a;
 }
 
-template <typename T, int NSP, int KIND>
+/* One thread per output. The spatial dims sit in the last NSP of 3 slots (the others have
+ * size 1), so the window walk is three plain nested loops. I: 32-bit indexing when the
+ * tensor allows. */
+template <typename T, typename I, int NSP, int KIND>
 __global__ void pool_kernel(T *__restrict__ dst, int64_t *__restrict__ indices, const T *__restrict__ src, kiln_data_pool p,
                             int64_t total) {
     typedef typename kd_acc<T>::type A;
-    int64_t in_size = 1, out_size = 1;
-    for (int d = 0; d < NSP; d++) {
-        in_size *= p.in[d];
-        out_size *= p.out[d];
+    const int F = 3 - NSP;
+    I in[3], out[3], ker[3], str[3], dil[3], pb[3], pe[3];
+    for (int d = 0; d < 3; d++) {
+        bool pad = d < F;
+        in[d] = pad ? 1 : (I)p.in[d - F];
+        out[d] = pad ? 1 : (I)p.out[d - F];
+        ker[d] = pad ? 1 : (I)p.kernel[d - F];
+        str[d] = pad ? 1 : (I)p.strides[d - F];
+        dil[d] = pad ? 1 : (I)p.dilations[d - F];
+        pb[d] = pad ? 0 : (I)p.pad_begin[d - F];
+        pe[d] = pad ? 0 : (I)p.pad_end[d - F];
     }
+    I in_size = in[0] * in[1] * in[2], out_size = out[0] * out[1] * out[2];
     KD_LOOP(i, total) {
-        int64_t pl = i / out_size, rem = i - pl * out_size;
-        int64_t st[NSP], k0[NSP], kn[NSP], padded = 1;
-        bool empty = false;
-        for (int d = NSP - 1; d >= 0; d--) {
-            int64_t o = rem % p.out[d];
-            rem /= p.out[d];
-            st[d] = o * p.strides[d] - p.pad_begin[d];
-            kn[d] = tap_span(st[d], p.dilations[d], p.kernel[d], 0, p.in[d], &k0[d]);
-            empty |= kn[d] == 0;
+        I ii = (I)i, pl = ii / out_size, rem = ii - pl * out_size;
+        I o[3];
+        o[2] = rem % out[2];
+        rem /= out[2];
+        o[1] = rem % out[1];
+        o[0] = rem / out[1];
+        I st[3], k0[3], kn[3], padded = 1;
+        for (int d = 0; d < 3; d++) {
+            st[d] = o[d] * str[d] - pb[d];
+            kn[d] = tap_span<I>(st[d], dil[d], ker[d], 0, in[d], &k0[d]);
             if (KIND == KILN_DATA_POOL_AVG && p.count_include_pad) {
-                int64_t unused;
-                padded *= tap_span(st[d], p.dilations[d], p.kernel[d], -p.pad_begin[d], p.in[d] + p.pad_end[d], &unused);
+                I unused;
+                padded *= tap_span<I>(st[d], dil[d], ker[d], -pb[d], in[d] + pe[d], &unused);
             }
         }
-        const T *x = src + pl * in_size;
+        const T *x = src + (int64_t)pl * in_size;
         A best = -INFINITY, sum = 0;
-        int64_t best_idx = -1, n_valid = 0;
-        int64_t k[NSP];
-        for (int d = 0; d < NSP; d++) k[d] = 0;
-        while (!empty) {
-            int64_t off = 0, coff = 0, cs = 1;
-            for (int d = 0; d < NSP; d++) {
-                int64_t pos = st[d] + (k0[d] + k[d]) * p.dilations[d];
-                off = off * p.in[d] + pos;
-                coff += pos * cs;
-                cs *= p.in[d];
-            }
-            A v = kd_acc<T>::load(x[off]);
-            if (KIND == KILN_DATA_POOL_MAX) {
-                if (best_idx < 0 || v > best) {
-                    best = v;
-                    best_idx = p.column_major ? coff : off;
+        I best_idx = -1, n_valid = kn[0] * kn[1] * kn[2];
+        for (I a = 0; a < kn[0]; a++) {
+            I p0 = st[0] + (k0[0] + a) * dil[0];
+            for (I b = 0; b < kn[1]; b++) {
+                I p1 = st[1] + (k0[1] + b) * dil[1];
+                for (I c = 0; c < kn[2]; c++) {
+                    I p2 = st[2] + (k0[2] + c) * dil[2];
+                    I off = (p0 * in[1] + p1) * in[2] + p2;
+                    A v = kd_acc<T>::load(x[off]);
+                    if (KIND == KILN_DATA_POOL_MAX) {
+                        if (best_idx < 0 || v > best) {
+                            best = v;
+                            best_idx = p.column_major ? p2 * in[1] * in[0] + p1 * in[0] + p0 : off;
+                        }
+                    } else if (KIND == KILN_DATA_POOL_AVG) {
+                        sum += v;
+                    } else {
+                        sum += pow(fabs(v), (A)p.p);
+                    }
                 }
-            } else if (KIND == KILN_DATA_POOL_AVG) {
-                sum += v;
-            } else {
-                sum += pow(fabs(v), (A)p.p);
             }
-            n_valid++;
-            int d = NSP - 1;
-            for (; d >= 0; d--) {
-                if (++k[d] < kn[d]) break;
-                k[d] = 0;
-            }
-            if (d < 0) break;
         }
         A r;
         if (KIND == KILN_DATA_POOL_MAX) r = best;
@@ -94,17 +98,17 @@ __global__ void pool_kernel(T *__restrict__ dst, int64_t *__restrict__ indices, 
         else r = pow(sum, (A)1 / (A)p.p);
         if (std::is_integral<T>::value && best_idx < 0) r = 0; /* the reference stores -inf into an integer as 0 */
         dst[i] = kd_num<T>::from_d((double)r);
-        if (indices) indices[i] = best_idx < 0 ? -1 : pl * in_size + best_idx;
+        if (indices) indices[i] = best_idx < 0 ? -1 : (int64_t)pl * in_size + best_idx;
     }
 }
 
-template <typename T, int NSP>
+template <typename T, typename I, int NSP>
 static void launch_pool(T *dst, int64_t *indices, const T *src, const kiln_data_pool &p, int64_t total, cudaStream_t s) {
     unsigned g = kd_blocks(total);
     switch (p.kind) {
-    case KILN_DATA_POOL_MAX: pool_kernel<T, NSP, KILN_DATA_POOL_MAX><<<g, KD_THREADS, 0, s>>>(dst, indices, src, p, total); break;
-    case KILN_DATA_POOL_AVG: pool_kernel<T, NSP, KILN_DATA_POOL_AVG><<<g, KD_THREADS, 0, s>>>(dst, indices, src, p, total); break;
-    default: pool_kernel<T, NSP, KILN_DATA_POOL_LP><<<g, KD_THREADS, 0, s>>>(dst, indices, src, p, total); break;
+    case KILN_DATA_POOL_MAX: pool_kernel<T, I, NSP, KILN_DATA_POOL_MAX><<<g, KD_THREADS, 0, s>>>(dst, indices, src, p, total); break;
+    case KILN_DATA_POOL_AVG: pool_kernel<T, I, NSP, KILN_DATA_POOL_AVG><<<g, KD_THREADS, 0, s>>>(dst, indices, src, p, total); break;
+    default: pool_kernel<T, I, NSP, KILN_DATA_POOL_LP><<<g, KD_THREADS, 0, s>>>(dst, indices, src, p, total); break;
     }
 }
 
@@ -113,10 +117,20 @@ static cudaError_t pool_typed(void *dst, int64_t *indices, const void *src, cons
     int64_t total = p->planes;
     for (int d = 0; d < p->nsp; d++) total *= p->out[d];
     if (total <= 0) return cudaSuccess;
-    switch (p->nsp) {
-    case 1: launch_pool<T, 1>((T *)dst, indices, (const T *)src, *p, total, s); break;
-    case 2: launch_pool<T, 2>((T *)dst, indices, (const T *)src, *p, total, s); break;
-    case 3: launch_pool<T, 3>((T *)dst, indices, (const T *)src, *p, total, s); break;
+    /* 32-bit indexing when every input and output offset, padded window positions included, fits */
+    int64_t in_total = p->planes, reach = 0;
+    for (int d = 0; d < p->nsp; d++) {
+        in_total *= p->in[d];
+        reach += p->in[d] + p->pad_begin[d] + p->pad_end[d] + p->kernel[d] * p->dilations[d] + p->out[d] * p->strides[d];
+    }
+    bool small = total < INT32_MAX / 2 && in_total < INT32_MAX / 2 && reach < INT32_MAX / 4;
+    switch (p->nsp * 2 + (small ? 1 : 0)) {
+    case 3: launch_pool<T, int32_t, 1>((T *)dst, indices, (const T *)src, *p, total, s); break;
+    case 5: launch_pool<T, int32_t, 2>((T *)dst, indices, (const T *)src, *p, total, s); break;
+    case 7: launch_pool<T, int32_t, 3>((T *)dst, indices, (const T *)src, *p, total, s); break;
+    case 2: launch_pool<T, int64_t, 1>((T *)dst, indices, (const T *)src, *p, total, s); break;
+    case 4: launch_pool<T, int64_t, 2>((T *)dst, indices, (const T *)src, *p, total, s); break;
+    case 6: launch_pool<T, int64_t, 3>((T *)dst, indices, (const T *)src, *p, total, s); break;
     default: return cudaErrorInvalidValue;
     }
     return cudaGetLastError();

@@ -346,6 +346,172 @@ extern "C" cudaError_t kiln_data_resize_interp(void *dst, int out_ct, const void
     }
 }
 
+/* ---- the common case: one axis, or two adjacent axes, of at most 4 taps ----
+ * The output is viewed as (P, OH, OW, C): P the dims before the resized ones, C those after.
+ * Each resized axis gets a table of its output coordinates' taps (built on the device, in
+ * scratch memory), so the per-element work is two table reads and the weighted taps. */
+
+typedef struct kd_tap4 {
+    int n, flags; /* flags: 1 extrapolate, 2 zero (nearest's tap excluded) */
+    int idx[4];   /* clamped input coordinates */
+    double w[4];
+} kd_tap4;
+
+typedef struct kd_view2d {
+    int64_t P;
+    int ih, iw, oh, ow, c;
+    int h, w; /* which of p.ax is the H / W axis, -1 for none (identity) */
+} kd_view2d;
+
+/* The 2-D view of p, or false when the resized axes are not one or two adjacent ones with
+ * at most 4 taps each, or sizes do not fit in 32 bits. */
+static bool view2d(const kiln_data_resize &p, kd_view2d *v) {
+    if (p.n_axes < 1 || p.n_axes > 2) return false;
+    if (p.n_axes == 2 && p.ax[1].axis != p.ax[0].axis + 1) return false;
+    for (int j = 0; j < p.n_axes; j++)
+        if (tap_count(p, p.ax[j].scale) > 4) return false;
+    int first = p.ax[0].axis, last = p.ax[p.n_axes - 1].axis;
+    int64_t P = 1, C = 1;
+    for (int k = 0; k < first; k++) P *= p.in_dims[k];
+    for (int k = last + 1; k < p.rank; k++) C *= p.in_dims[k];
+    int64_t ih = p.in_dims[first], oh = p.out_dims[first];
+    int64_t iw = p.n_axes == 2 ? p.in_dims[last] : 1, ow = p.n_axes == 2 ? p.out_dims[last] : 1;
+    if (ih * iw * C >= INT32_MAX || oh * ow * C >= INT32_MAX) return false;
+    v->P = P;
+    v->ih = (int)ih, v->oh = (int)oh, v->iw = (int)iw, v->ow = (int)ow, v->c = (int)C;
+    v->h = 0;
+    v->w = p.n_axes == 2 ? 1 : -1;
+    return true;
+}
+
+__global__ void tap_table_kernel(kd_tap4 *tab, kiln_data_resize p, int j) {
+    const kiln_data_resize_axis &a = p.ax[j];
+    KD_LOOP(y, a.out_w) {
+        kd_taps t;
+        make_taps(p, a, y, &t);
+        kd_tap4 e;
+        e.flags = t.extrap ? 1 : 0;
+        if (p.mode == KILN_DATA_RESIZE_NEAREST) {
+            int m = t.n == 1 ? 0 : t.chosen;
+            e.n = 1;
+            e.idx[0] = (int)clamp_index(t.start + m, a.in_w);
+            e.w[0] = 1;
+            if (raw_weight(p, a, t, m) == 0) e.flags |= 2;
+            for (int k = 1; k < 4; k++) e.idx[k] = 0, e.w[k] = 0;
+        } else {
+            e.n = t.n;
+            for (int k = 0; k < 4; k++) {
+                e.idx[k] = k < t.n ? (int)clamp_index(t.start + k, a.in_w) : 0;
+                e.w[k] = k < t.n ? raw_weight(p, a, t, k) / t.s1 / t.s2 : 0;
+            }
+        }
+        tab[y] = e;
+    }
+}
+
+/* The taps of output coordinate o on an axis with table tab, or the identity without one. */
+static __device__ __forceinline__ kd_tap4 tap_at(const kd_tap4 *tab, int o) {
+    if (tab) return tab[o];
+    kd_tap4 e;
+    e.n = 1, e.flags = 0, e.idx[0] = o, e.w[0] = 1;
+    return e;
+}
+
+/* blockIdx.y runs over the (p, oh) rows of the output, whose H taps are the same for the
+ * whole block; threads run along the row. Taps are walked in unrolled loops so the table
+ * entries stay in registers. */
+template <typename Tin, typename Tout, typename A, bool NEAREST>
+__global__ void resize2d_kernel(Tout *__restrict__ dst, const Tin *__restrict__ src, const kd_tap4 *__restrict__ th,
+                                const kd_tap4 *__restrict__ tw, kd_view2d v, Tout ext_value, double ext) {
+    int cols = v.ow * v.c, col = blockIdx.x * blockDim.x + threadIdx.x;
+    int64_t rows = v.P * v.oh;
+    if (col >= cols) return;
+    int ow = v.c == 1 ? col : col / v.c, c = col - ow * v.c;
+    kd_tap4 ew = tap_at(tw, ow);
+    for (int64_t row = blockIdx.y; row < rows; row += gridDim.y) {
+        int64_t p = row / v.oh;
+        int oh = (int)(row - p * v.oh);
+        kd_tap4 eh = tap_at(th, oh);
+        Tout *out = dst + row * cols + col;
+        if ((eh.flags | ew.flags) & 1) {
+            *out = NEAREST ? ext_value : kd_io<Tout>::store(ext);
+            continue;
+        }
+        const Tin *plane = src + p * ((int64_t)v.ih * v.iw * v.c) + c;
+        if (NEAREST) {
+            *out = (eh.flags | ew.flags) & 2 ? Tout() : plane[((int64_t)eh.idx[0] * v.iw + ew.idx[0]) * v.c];
+            continue;
+        }
+        A acc = 0;
+#pragma unroll
+        for (int i = 0; i < 4; i++) {
+            if (i >= eh.n) break;
+            const Tin *line = plane + (int64_t)eh.idx[i] * v.iw * v.c;
+#pragma unroll
+            for (int j = 0; j < 4; j++) {
+                if (j >= ew.n) break;
+                A wt = (A)eh.w[i] * (A)ew.w[j];
+                if (wt != 0) acc += wt * (A)kd_io<Tin>::load(line[(int64_t)ew.idx[j] * v.c]);
+            }
+        }
+        *out = kd_io<Tout>::store((double)acc);
+    }
+}
+
+extern "C" size_t kiln_data_resize_2d_scratch(const kiln_data_resize *p) {
+    kd_view2d v;
+    if (!view2d(*p, &v)) return 0;
+    return sizeof(kd_tap4) * (size_t)(v.oh + (v.w >= 0 ? v.ow : 0));
+}
+
+template <typename Tin, typename Tout, typename A, bool NEAREST>
+static cudaError_t launch2d(void *dst, const void *src, const kd_tap4 *th, const kd_tap4 *tw, const kd_view2d &v, Tout ext_value,
+                            double ext, cudaStream_t s) {
+    int cols = v.ow * v.c;
+    int threads = cols >= 256 ? 256 : (cols + 31) / 32 * 32;
+    int64_t rows = v.P * v.oh;
+    dim3 grid((unsigned)((cols + threads - 1) / threads), (unsigned)(rows < 65535 ? rows : 65535));
+    resize2d_kernel<Tin, Tout, A, NEAREST><<<grid, threads, 0, s>>>((Tout *)dst, (const Tin *)src, th, tw, v, ext_value, ext);
+    return cudaGetLastError();
+}
+
+template <typename T>
+static cudaError_t interp2d(void *dst, const void *src, const kd_tap4 *th, const kd_tap4 *tw, const kd_view2d &v, double ext,
+                            cudaStream_t s) {
+    return launch2d<T, T, typename kd_io<T>::acc, false>(dst, src, th, tw, v, T(), ext, s);
+}
+
+extern "C" cudaError_t kiln_data_resize_2d(void *dst, const void *src, int ct, int es, uint64_t ext_bits,
+                                           const kiln_data_resize *p, void *scratch, cudaStream_t stream) {
+    kd_view2d v;
+    if (!view2d(*p, &v)) return cudaErrorInvalidValue;
+    if (v.P * v.oh * v.ow * v.c <= 0) return cudaSuccess;
+    kd_tap4 *th = (kd_tap4 *)scratch, *tw = v.w >= 0 ? th + v.oh : NULL;
+    tap_table_kernel<<<kd_blocks(v.oh), KD_THREADS, 0, stream>>>(th, *p, 0);
+    if (tw) tap_table_kernel<<<kd_blocks(v.ow), KD_THREADS, 0, stream>>>(tw, *p, 1);
+    if (p->mode == KILN_DATA_RESIZE_NEAREST) {
+        switch (es) {
+        case 1: return launch2d<kd_u1, kd_u1, float, true>(dst, src, th, tw, v, (kd_u1)ext_bits, 0, stream);
+        case 2: return launch2d<kd_u2, kd_u2, float, true>(dst, src, th, tw, v, (kd_u2)ext_bits, 0, stream);
+        case 4: return launch2d<kd_u4, kd_u4, float, true>(dst, src, th, tw, v, (kd_u4)ext_bits, 0, stream);
+        case 8: return launch2d<kd_u8, kd_u8, float, true>(dst, src, th, tw, v, (kd_u8)ext_bits, 0, stream);
+        default: return cudaErrorInvalidValue;
+        }
+    }
+    double ext = p->extrapolation;
+    switch (ct) {
+    case KILN_CT_F32: return interp2d<float>(dst, src, th, tw, v, ext, stream);
+    case KILN_CT_F64: return interp2d<double>(dst, src, th, tw, v, ext, stream);
+    case KILN_CT_F16: return interp2d<__half>(dst, src, th, tw, v, ext, stream);
+    case KILN_CT_BF16: return interp2d<__nv_bfloat16>(dst, src, th, tw, v, ext, stream);
+    case KILN_CT_U8: return interp2d<uint8_t>(dst, src, th, tw, v, ext, stream);
+    case KILN_CT_I8: return interp2d<int8_t>(dst, src, th, tw, v, ext, stream);
+    case KILN_CT_I32: return interp2d<int32_t>(dst, src, th, tw, v, ext, stream);
+    case KILN_CT_I64: return interp2d<int64_t>(dst, src, th, tw, v, ext, stream);
+    default: return cudaErrorInvalidValue;
+    }
+}
+
 /* ---- RoiAlign ---- */
 
 /* The four corner offsets and weights of a bilinear sample at (y, x) on an (H, W) map

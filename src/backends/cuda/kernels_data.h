@@ -173,6 +173,13 @@ KILN_CUDA_EXTERN cudaError_t kiln_data_resize_nearest(void *dst, const void *src
  * through scratch memory). */
 KILN_CUDA_EXTERN cudaError_t kiln_data_resize_interp(void *dst, int out_ct, const void *src, int in_ct,
                                                      const kiln_data_resize *p, cudaStream_t stream);
+/* The common case, one axis or two adjacent axes of at most 4 taps (NCHW / NCW / NHWC
+ * upsampling): scratch bytes it needs for its tap tables, 0 when p is not such a case. */
+KILN_CUDA_EXTERN size_t kiln_data_resize_2d_scratch(const kiln_data_resize *p);
+/* Runs that case: nearest moves es-byte elements (ext: the extrapolation value's bytes),
+ * linear / cubic compute in element type ct. scratch: kiln_data_resize_2d_scratch(p) bytes. */
+KILN_CUDA_EXTERN cudaError_t kiln_data_resize_2d(void *dst, const void *src, int ct, int es, uint64_t ext,
+                                                 const kiln_data_resize *p, void *scratch, cudaStream_t stream);
 /* The number of taps an axis uses (for choosing fused or separable). */
 KILN_CUDA_EXTERN int kiln_data_resize_taps(const kiln_data_resize *p, const kiln_data_resize_axis *a);
 
