@@ -7,18 +7,21 @@
 
 /* ---- strided copy ---- */
 
-/* Each thread copies KD_RUN consecutive elements of one innermost row, so the index
- * arithmetic (integer division: the cost of this kernel) is paid once per run. I: unsigned
- * type for indices, S: signed type for source offsets (32-bit when the sizes allow). */
-#define KD_RUN 4
-template <typename U, typename I, typename S>
-__global__ void strided_kernel(U *__restrict__ dst, const U *__restrict__ src, kiln_data_strided v, int64_t runs,
-                               I runs_per_row) {
+/* Long rows (RUN > 1): a warp copies 32 * RUN consecutive elements of one innermost row,
+ * lane l taking elements l, l + 32, ..., so every access of the warp is contiguous and the
+ * index arithmetic (integer division: the cost of this kernel) is paid once per RUN
+ * elements. Short rows (RUN == 1): one element per thread. I: unsigned type for indices, S:
+ * signed type for source offsets (32-bit when the sizes allow). */
+template <typename U, typename I, typename S, int RUN>
+__global__ void strided_kernel(U *__restrict__ dst, const U *__restrict__ src, kiln_data_strided v, int64_t items,
+                               I per_row) {
+    const int W = RUN == 1 ? 1 : 32;
     int last = v.rank - 1;
     I row_len = (I)v.dims[last];
     S step = (S)v.strides[last];
-    KD_LOOP(ri, runs) {
-        I row = (I)ri / runs_per_row, c0 = ((I)ri - row * runs_per_row) * KD_RUN;
+    KD_LOOP(t, items) {
+        I lane = RUN == 1 ? 0 : (I)t % 32, w = RUN == 1 ? (I)t : (I)t / 32;
+        I row = w / per_row, c0 = (w - row * per_row) * (W * RUN) + lane;
         S off = (S)v.offset + (S)c0 * step;
         I rem = row;
         for (int k = last - 1; k > 0; k--) {
@@ -30,8 +33,8 @@ __global__ void strided_kernel(U *__restrict__ dst, const U *__restrict__ src, k
         if (last > 0) off += (S)rem * (S)v.strides[0];
         U *out = dst + (int64_t)row * row_len + c0;
 #pragma unroll
-        for (int e = 0; e < KD_RUN; e++)
-            if (c0 + e < row_len) out[e] = src[off + (S)e * step];
+        for (int e = 0; e < RUN; e++)
+            if (c0 + e * W < row_len) out[e * W] = src[off + (S)(e * W) * step];
     }
 }
 
@@ -51,15 +54,18 @@ extern "C" cudaError_t kiln_data_strided_copy(void *dst, const void *src, int un
     int64_t n = 1;
     for (int k = 0; k < v->rank; k++) n *= v->dims[k];
     if (n <= 0 || v->rank < 1) return n <= 0 ? cudaSuccess : cudaErrorInvalidValue;
-    int64_t row_len = v->dims[v->rank - 1], per_row = (row_len + KD_RUN - 1) / KD_RUN, runs = n / row_len * per_row;
-    bool small = fits32(v, n + KD_RUN);
+    int64_t row_len = v->dims[v->rank - 1], rows = n / row_len;
+    bool small = fits32(v, n + 128), wide = row_len >= 64;
+    /* long rows: warps of 128-element chunks; short rows: an element per thread */
+    int64_t per_row = wide ? (row_len + 127) / 128 : row_len, items = wide ? rows * per_row * 32 : n;
+    if (items >= INT32_MAX) small = false;
     KD_DISPATCH_UNIT(unit, {
-        if (small)
-            strided_kernel<U, uint32_t, int32_t><<<kd_blocks(runs), KD_THREADS, 0, stream>>>((U *)dst, (const U *)src, *v, runs,
-                                                                                          (uint32_t)per_row);
-        else
-            strided_kernel<U, uint64_t, int64_t><<<kd_blocks(runs), KD_THREADS, 0, stream>>>((U *)dst, (const U *)src, *v, runs,
-                                                                                          (uint64_t)per_row);
+        U *d = (U *)dst;
+        const U *s = (const U *)src;
+        if (small && wide) strided_kernel<U, uint32_t, int32_t, 4><<<kd_blocks(items), KD_THREADS, 0, stream>>>(d, s, *v, items, (uint32_t)per_row);
+        else if (small) strided_kernel<U, uint32_t, int32_t, 1><<<kd_blocks(items), KD_THREADS, 0, stream>>>(d, s, *v, items, (uint32_t)per_row);
+        else if (wide) strided_kernel<U, uint64_t, int64_t, 4><<<kd_blocks(items), KD_THREADS, 0, stream>>>(d, s, *v, items, (uint64_t)per_row);
+        else strided_kernel<U, uint64_t, int64_t, 1><<<kd_blocks(items), KD_THREADS, 0, stream>>>(d, s, *v, items, (uint64_t)per_row);
     });
     return cudaGetLastError();
 }

@@ -376,7 +376,7 @@ static bool view2d(const kiln_data_resize &p, kd_view2d *v) {
     for (int k = last + 1; k < p.rank; k++) C *= p.in_dims[k];
     int64_t ih = p.in_dims[first], oh = p.out_dims[first];
     int64_t iw = p.n_axes == 2 ? p.in_dims[last] : 1, ow = p.n_axes == 2 ? p.out_dims[last] : 1;
-    if (ih * iw * C >= INT32_MAX || oh * ow * C >= INT32_MAX) return false;
+    if (ih * iw * C >= INT32_MAX || oh * ow * C >= INT32_MAX || P * oh >= INT32_MAX) return false;
     v->P = P;
     v->ih = (int)ih, v->oh = (int)oh, v->iw = (int)iw, v->ow = (int)ow, v->c = (int)C;
     v->h = 0;
@@ -413,48 +413,68 @@ __global__ void tap_table_kernel(kd_tap4 *tab, kiln_data_resize p, int j) {
 static __device__ __forceinline__ kd_tap4 tap_at(const kd_tap4 *tab, int o) {
     if (tab) return tab[o];
     kd_tap4 e;
-    e.n = 1, e.flags = 0, e.idx[0] = o, e.w[0] = 1;
+    e.n = 1, e.flags = 0;
+    e.idx[0] = o, e.idx[1] = e.idx[2] = e.idx[3] = 0;
+    e.w[0] = 1, e.w[1] = e.w[2] = e.w[3] = 0;
     return e;
 }
 
-/* blockIdx.y runs over the (p, oh) rows of the output, whose H taps are the same for the
- * whole block; threads run along the row. Taps are walked in unrolled loops so the table
- * entries stay in registers. */
-template <typename Tin, typename Tout, typename A, bool NEAREST>
+/* threadIdx.y / blockIdx.y run over the (p, oh) rows of the output (whose H taps are the
+ * same for a row); each thread takes KD_COLS columns of a row, blockDim.x apart, and keeps
+ * their W taps in registers for all the rows it visits. Row arithmetic is 32-bit (view2d
+ * checks the sizes). Measured on an H100 (8x128x64x64 f32, 2x): nearest 63 us with 4
+ * columns a thread (81 us with 1); linear 204 us with 1 (323 us with 4: register-bound). */
+template <typename Tin, typename Tout, typename A, bool NEAREST, int KD_COLS>
 __global__ void resize2d_kernel(Tout *__restrict__ dst, const Tin *__restrict__ src, const kd_tap4 *__restrict__ th,
                                 const kd_tap4 *__restrict__ tw, kd_view2d v, Tout ext_value, double ext) {
-    int cols = v.ow * v.c, col = blockIdx.x * blockDim.x + threadIdx.x;
-    int64_t rows = v.P * v.oh;
-    if (col >= cols) return;
-    int ow = v.c == 1 ? col : col / v.c, c = col - ow * v.c;
-    kd_tap4 ew = tap_at(tw, ow);
-    for (int64_t row = blockIdx.y; row < rows; row += gridDim.y) {
-        int64_t p = row / v.oh;
-        int oh = (int)(row - p * v.oh);
-        kd_tap4 eh = tap_at(th, oh);
-        Tout *out = dst + row * cols + col;
-        if ((eh.flags | ew.flags) & 1) {
-            *out = NEAREST ? ext_value : kd_io<Tout>::store(ext);
-            continue;
-        }
-        const Tin *plane = src + p * ((int64_t)v.ih * v.iw * v.c) + c;
-        if (NEAREST) {
-            *out = (eh.flags | ew.flags) & 2 ? Tout() : plane[((int64_t)eh.idx[0] * v.iw + ew.idx[0]) * v.c];
-            continue;
-        }
-        A acc = 0;
+    int cols = v.ow * v.c, iwc = v.iw * v.c;
+    int wn[KD_COLS], wflags[KD_COLS], woff[KD_COLS][4], col[KD_COLS];
+    A ww[KD_COLS][4];
 #pragma unroll
-        for (int i = 0; i < 4; i++) {
-            if (i >= eh.n) break;
-            const Tin *line = plane + (int64_t)eh.idx[i] * v.iw * v.c;
+    for (int k = 0; k < KD_COLS; k++) {
+        col[k] = (blockIdx.x * KD_COLS + k) * blockDim.x + threadIdx.x;
+        int ow = v.c == 1 ? col[k] : col[k] / v.c, c = col[k] - ow * v.c;
+        kd_tap4 e = tap_at(tw, col[k] < cols ? ow : 0);
+        wn[k] = e.n;
+        wflags[k] = e.flags;
 #pragma unroll
-            for (int j = 0; j < 4; j++) {
-                if (j >= ew.n) break;
-                A wt = (A)eh.w[i] * (A)ew.w[j];
-                if (wt != 0) acc += wt * (A)kd_io<Tin>::load(line[(int64_t)ew.idx[j] * v.c]);
+        for (int j = 0; j < 4; j++) {
+            woff[k][j] = e.idx[j] * v.c + c;
+            ww[k][j] = (A)e.w[j];
+        }
+    }
+    unsigned rows = (unsigned)(v.P * v.oh);
+    for (unsigned row = blockIdx.y * blockDim.y + threadIdx.y; row < rows; row += gridDim.y * blockDim.y) {
+        unsigned p = row / (unsigned)v.oh, oh = row - p * (unsigned)v.oh;
+        kd_tap4 eh = tap_at(th, (int)oh);
+        const Tin *plane = src + (int64_t)p * ((int64_t)v.ih * iwc);
+        Tout *out = dst + (int64_t)row * cols;
+#pragma unroll
+        for (int k = 0; k < KD_COLS; k++) {
+            if (col[k] >= cols) continue;
+            if ((eh.flags | wflags[k]) & 1) {
+                out[col[k]] = NEAREST ? ext_value : kd_io<Tout>::store(ext);
+                continue;
             }
+            if (NEAREST) {
+                out[col[k]] = (eh.flags | wflags[k]) & 2 ? Tout() : plane[eh.idx[0] * iwc + woff[k][0]];
+                continue;
+            }
+            A acc = 0;
+#pragma unroll
+            for (int i = 0; i < 4; i++) {
+                if (i < eh.n) {
+                    const Tin *line = plane + eh.idx[i] * iwc;
+                    A wh = (A)eh.w[i];
+#pragma unroll
+                    for (int j = 0; j < 4; j++) {
+                        A wt = wh * ww[k][j];
+                        if (j < wn[k] && wt != 0) acc += wt * (A)kd_io<Tin>::load(line[woff[k][j]]);
+                    }
+                }
+            }
+            out[col[k]] = kd_io<Tout>::store((double)acc);
         }
-        *out = kd_io<Tout>::store((double)acc);
     }
 }
 
@@ -467,11 +487,12 @@ extern "C" size_t kiln_data_resize_2d_scratch(const kiln_data_resize *p) {
 template <typename Tin, typename Tout, typename A, bool NEAREST>
 static cudaError_t launch2d(void *dst, const void *src, const kd_tap4 *th, const kd_tap4 *tw, const kd_view2d &v, Tout ext_value,
                             double ext, cudaStream_t s) {
-    int cols = v.ow * v.c;
-    int threads = cols >= 256 ? 256 : (cols + 31) / 32 * 32;
-    int64_t rows = v.P * v.oh;
-    dim3 grid((unsigned)((cols + threads - 1) / threads), (unsigned)(rows < 65535 ? rows : 65535));
-    resize2d_kernel<Tin, Tout, A, NEAREST><<<grid, threads, 0, s>>>((Tout *)dst, (const Tin *)src, th, tw, v, ext_value, ext);
+    const int COLS = NEAREST ? 4 : 1;
+    int cols = v.ow * v.c, per_thread = (cols + COLS - 1) / COLS;
+    int tx = per_thread >= 256 ? 256 : (per_thread + 31) / 32 * 32, ty = 256 / tx;
+    int64_t rows = v.P * v.oh, gy = (rows + ty - 1) / ty;
+    dim3 grid((unsigned)((cols + tx * COLS - 1) / (tx * COLS)), (unsigned)(gy < 65535 ? gy : 65535));
+    resize2d_kernel<Tin, Tout, A, NEAREST, COLS><<<grid, dim3(tx, ty), 0, s>>>((Tout *)dst, (const Tin *)src, th, tw, v, ext_value, ext);
     return cudaGetLastError();
 }
 
