@@ -15,12 +15,13 @@ import onnx
 import torch
 
 
-def settle_batchnorm(model: torch.nn.Module, input_shape, seed: int, batches: int = 4) -> None:
+def settle_batchnorm(model: torch.nn.Module, input_shape, seed: int, batches: int = 4, low: float = -1.0,
+                     high: float = 1.0) -> None:
     """Gives every BatchNorm random affine parameters and running statistics that match what its
     input really carries. With torch's defaults (mean 0, var 1, gamma 1, beta 0) the folded BN
     would be nearly an identity and activations in deep random nets drift to huge magnitudes; this
     exercises kiln's BN folding with non-trivial scales and shifts and keeps every layer's output
-    around unit scale, as in a trained network."""
+    around unit scale, as in a trained network. The inputs are uniform in [low, high)."""
     g = torch.Generator().manual_seed(seed)
     bns = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
     with torch.no_grad():
@@ -31,7 +32,7 @@ def settle_batchnorm(model: torch.nn.Module, input_shape, seed: int, batches: in
             bn.momentum = None                                                   # a plain average
         model.train()
         for _ in range(batches):
-            model(torch.rand((8, *input_shape[1:]), generator=g) * 2 - 1)
+            model(low + (high - low) * torch.rand((8, *input_shape[1:]), generator=g))
         model.eval()
 
 
