@@ -41,9 +41,14 @@ float kiln_calib_scale(double amax) {
 
 /* ---- entropy ---- */
 
+/* Exact zeros are left out of P and Q: int8 represents 0 exactly at every threshold, so they say
+ * nothing about which threshold is best, and as a spike in bin 0 (half of a ReLU's output, say)
+ * they would dominate the divergence and pull the threshold down to the smallest candidate. */
 static double entropy_amax(const kiln_observer *o, int levels, int start) {
-    const double *h = o->hist;
-    double suffix[BINS + 1], q[BINS];
+    double h[BINS], suffix[BINS + 1], q[BINS];
+    memcpy(h, o->hist, sizeof h);
+    h[0] -= (double)o->zero_count;
+    if (h[0] < 0) h[0] = 0; /* re-binning rounds; zeros never leave bin 0 */
     suffix[BINS] = 0;
     for (int k = BINS - 1; k >= 0; k--) suffix[k] = suffix[k + 1] + h[k];
     double best_kl = INFINITY;

@@ -66,6 +66,7 @@ class NpObserver:
         self.hist = np.zeros(BINS)
         self.max_abs = 0.0
         self.count = 0
+        self.zeros = 0
         self.rebins = 0
 
     def _rebin(self, new_max: float) -> None:
@@ -99,6 +100,7 @@ class NpObserver:
         elif babs > self.max_abs:
             self._rebin(babs)
         self.count += a.size
+        self.zeros += int((a == 0).sum())
         if self.max_abs == 0:
             k = np.zeros(a.size, np.int64)
         else:
@@ -110,8 +112,10 @@ class NpObserver:
         return self.max_abs / BINS
 
 
-def np_kl(hist: np.ndarray, i: int) -> float:
-    """KL(P || Q) of candidate i, as calibrate.h defines it."""
+def np_kl(hist: np.ndarray, i: int, zeros: int = 0) -> float:
+    """KL(P || Q) of candidate i, as calibrate.h defines it: exact zeros left out of bin 0."""
+    hist = hist.copy()
+    hist[0] = max(hist[0] - zeros, 0.0)
     h = hist[:i]
     g = np.arange(LEVELS)
     starts = (g * i + LEVELS - 1) // LEVELS
@@ -129,7 +133,7 @@ def np_kl(hist: np.ndarray, i: int) -> float:
 
 
 def np_entropy(obs: NpObserver) -> tuple[float, dict[int, float]]:
-    kl = {i: np_kl(obs.hist, i) for i in range(START, BINS + 1)}
+    kl = {i: np_kl(obs.hist, i, obs.zeros) for i in range(START, BINS + 1)}
     best = min(kl, key=lambda i: (kl[i], i))
     return min((best + 0.5) * obs.width, obs.max_abs), kl
 
@@ -232,7 +236,7 @@ def test_methods_match_numpy(test_quant, tmp_path, dist, mode):
     for b in batches(x, batch):
         ref.feed(b)
     ctx = f"seed {SEED}, {dist}, n={n}, batch={batch}, p={pct}"
-    assert got["max_abs"] == ref.max_abs and got["count"] == ref.count, ctx
+    assert got["max_abs"] == ref.max_abs and got["count"] == ref.count and got["zeros"] == ref.zeros, ctx
     assert got["rebins"] == ref.rebins, ctx
     if mode == "batches":
         assert ref.rebins > 0, ctx
