@@ -24,10 +24,13 @@ static void help(void) {
            "  --opt-shapes NAME:AxB,...     adds one profile (repeat them for several profiles)\n"
            "  --max-shapes NAME:AxB,...\n"
            "  --fp16, --bf16                allow reduced float precisions (refused until a backend implements them)\n"
-           "  --int8                        post-training INT8: Conv, MatMul and Gemm with constant weights become\n"
-           "                                QLinearConv / QLinearMatMul / MatMulInteger (per-channel int8 weights,\n"
-           "                                per-tensor int8 activations); the rest stays fp32. Needs opset >= 13\n"
-           "                                and calibration data or an existing --calib-cache\n"
+           "  --int8                        INT8: Conv, MatMul and Gemm with constant weights become QLinearConv /\n"
+           "                                QLinearMatMul / ConvInteger / MatMulInteger (per-channel int8 weights,\n"
+           "                                per-tensor int8 activations); the rest stays fp32. Needs opset >= 13.\n"
+           "                                Post-training: needs calibration data or an existing --calib-cache.\n"
+           "                                A model with QuantizeLinear/DequantizeLinear nodes (quantization-aware\n"
+           "                                training) takes its scales from them, without calibration; its Q/DQ\n"
+           "                                layers become int8 even without --int8 (explicit quantization)\n"
            "  --calib FILE.npz              calibration data: one array per input name, samples stacked on axis 0\n"
            "  --calib-dir DIR               calibration data: .npy/.npz files, one sample (or batch) each\n"
            "  --calib-batch N               calibration samples per batch (default 1)\n"
@@ -150,8 +153,6 @@ int cmd_build(int argc, char **argv) {
     bool int8 = (precisions & KILN_PRECISION_INT8) != 0;
     if (!int8 && (calib || calib_dir || calib_method || calib_cache || calib_batch || calib_max))
         return cli_usage_error("build", "the --calib* options need --int8");
-    if (int8 && !calib && !calib_dir && !calib_cache)
-        return cli_usage_error("build", "--int8 needs calibration data (--calib FILE.npz or --calib-dir DIR) or --calib-cache FILE");
     if (calib_method && strcmp(calib_method, "entropy") && strcmp(calib_method, "minmax") && strcmp(calib_method, "percentile") &&
         strcmp(calib_method, "mse"))
         return cli_usage_error("build", "--calib-method must be entropy, minmax, percentile or mse, not '%s'", calib_method);

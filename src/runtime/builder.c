@@ -246,7 +246,8 @@ static kiln_status int8_scales(const kiln_builder_t *b, const kiln_model *m, kil
     }
     if (!b->calib_data)
         return kiln_error(KILN_STATUS_INVALID_ARGUMENT,
-                          "int8 needs calibration: give calibration data (--calib FILE.npz or --calib-dir DIR)%s%s%s",
+                          "int8 needs calibration (the model has no Q/DQ nodes to take scales from): give calibration data "
+                          "(--calib FILE.npz, --calib-dir DIR or --calib-images DIR)%s%s%s",
                           b->calib_cache ? " or an existing calibration cache (" : "", b->calib_cache ? b->calib_cache : "",
                           b->calib_cache ? " does not exist)" : "");
     kiln_calib_method method = KILN_CALIB_ENTROPY;
@@ -309,8 +310,15 @@ kiln_status kiln_builder_build(const kiln_builder_t *b, const kiln_model_t *m, k
     const char **fp32_nodes = NULL;
     int n_fp32 = 0;
     kiln_status s = KILN_STATUS_OK;
+    /* A model with Q/DQ nodes is explicitly quantized: its scales are in the graph (kiln_pass_qdq). */
+    bool explicit_q = int8 && kiln_graph_has_qdq(m->graph);
+    if (explicit_q && (b->calib_data || b->calib_cache))
+        return kiln_error(KILN_STATUS_INVALID_ARGUMENT,
+                          "%s has QuantizeLinear/DequantizeLinear nodes (explicit quantization): its int8 scales come from "
+                          "the graph; drop the calibration data and cache",
+                          m->path ? m->path : "the model");
     if (int8) {
-        KILN_TRY(int8_scales(b, m, &scales));
+        if (!explicit_q) KILN_TRY(int8_scales(b, m, &scales));
         fp32_nodes = kiln_calloc((size_t)(b->n_layer_precisions + 1), sizeof *fp32_nodes);
         if (!fp32_nodes) {
             scales_free(&scales);
@@ -344,7 +352,7 @@ kiln_status kiln_builder_build(const kiln_builder_t *b, const kiln_model_t *m, k
     if (int8) {
         kiln_quant_options qo = {.fp32_nodes = fp32_nodes, .n_fp32_nodes = n_fp32};
         kiln_pass_stats qst;
-        if ((s = kiln_pass_quantize(g, &scales, &qo, &qst))) goto fail;
+        if ((s = kiln_pass_quantize(g, explicit_q ? NULL : &scales, &qo, &qst))) goto fail;
         if (e->passes.n < (int)(sizeof e->passes.items / sizeof e->passes.items[0])) e->passes.items[e->passes.n++] = qst;
     }
     if (b->opt_level > 0 || int8) {
