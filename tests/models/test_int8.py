@@ -248,3 +248,33 @@ def test_vs_onnxruntime(setup, tmp_path):
         print(f"  kiln --int8 --calib-method {m:<10}                         : {_cos[m]:.5f}")
     for m in METHODS:
         assert _cos[m] >= c_ort - 0.01, (m, _cos[m], c_ort)
+
+
+def test_gemm_trans_a(tmp_path):
+    """Gemm with transA: the int8 input is transposed, then multiplied (MatMulInteger, with the bias
+    in f32 after it); alpha and beta are folded in."""
+    rng = np.random.default_rng(7)
+    K, M, Nf = 12, 16, 10
+    inits = [numpy_helper.from_array(rng.standard_normal((K, Nf)).astype(np.float32), "w"),
+             numpy_helper.from_array(rng.standard_normal(Nf).astype(np.float32), "b")]
+    g = helper.make_graph([helper.make_node("Gemm", ["x", "w", "b"], ["y"], name="gemm_ta", transA=1, alpha=0.5, beta=2.0)],
+                          "ta", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [K, M])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [M, Nf])], inits)
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    m.ir_version = 8
+    onnx.save(m, str(tmp_path / "ta.onnx"))
+    kilnrun.save_npz(tmp_path / "calib.npz", {"x": rng.standard_normal((20, K, M)).astype(np.float32)})
+    x = rng.standard_normal((K, M)).astype(np.float32)
+    kilnrun.save_npz(tmp_path / "in.npz", {"x": x})
+    kiln("build", tmp_path / "ta.onnx", "-o", tmp_path / "ta.kiln", "--int8", "--calib", tmp_path / "calib.npz",
+         "--calib-method", "minmax")
+    layers = json.loads(kiln("inspect", tmp_path / "ta.kiln", "--json").stdout)["layers"]
+    assert [(l["name"], l["op"], l["precision"]) for l in layers if l["name"] == "gemm_ta"] == \
+        [("gemm_ta", "MatMulInteger", "int8")], layers
+    assert any(l["op"] == "Transpose" for l in layers), layers
+    kiln("run", tmp_path / "ta.kiln", "--inputs", tmp_path / "in.npz", "--output", tmp_path / "out.npz")
+    got = kilnrun.load_npz(tmp_path / "out.npz")["y"]
+    ref = 0.5 * x.T.astype(np.float64) @ numpy_helper.to_array(inits[0]) + 2.0 * numpy_helper.to_array(inits[1])
+    c = cosine(got, ref)
+    print(f"Gemm transA int8 vs fp32 cosine {c:.6f}")
+    assert c >= 0.999, c
