@@ -8,6 +8,7 @@ symmetric) of the same model over the same data, side by side.
 from __future__ import annotations
 
 import json
+import struct
 import subprocess
 from pathlib import Path
 
@@ -184,6 +185,29 @@ def test_cache_round_trip(setup, tmp_path):
     c = tmp_path / "c.kiln"
     build_int8(s, c, "--calib", s["d"] / "calib.npz", "--calib-cache", cache, "--calib-method", "minmax")
     assert c.read_bytes() == a.read_bytes()
+
+
+def test_tensorrt_cache(setup, tmp_path):
+    """A TensorRT cache, written by hand in trtexec's style (TRT header without a fingerprint, upper-case
+    hex, CRLF line ends, entries for TensorRT's own unnamed layers, no final newline), with the scales of
+    a kiln cache: the engine is the same as from the kiln cache, and its layers carry those scales."""
+    s = setup
+    kcache, tcache = tmp_path / "kiln.cache", tmp_path / "trt.cache"
+    a, b = tmp_path / "a.kiln", tmp_path / "b.kiln"
+    build_int8(s, a, "--calib", s["d"] / "calib.npz", "--calib-cache", kcache)
+    entries = dict(line.rsplit(": ", 1) for line in kcache.read_text().splitlines()[1:] if line)
+    lines = ["TRT-8601-EntropyCalibration2"]
+    for k, (name, hexs) in enumerate(entries.items()):
+        lines.append(f"{name}: {hexs.upper()}")
+        if k == 1:
+            lines.append("(Unnamed Layer* 7) [Shuffle]_output: 3C010A14")
+    tcache.write_bytes("\r\n".join(lines).encode())
+    build_int8(s, b, "--calib-cache", tcache)
+    assert a.read_bytes() == b.read_bytes()
+    scale = {n: struct.unpack(">f", bytes.fromhex(h))[0] for n, h in entries.items()}
+    layers = {l["name"]: l for l in json.loads(kiln("inspect", b, "--json").stdout)["layers"]}
+    assert layers["conv1"]["output_scale"] == pytest.approx(scale["r1"], rel=1e-7)
+    assert layers["conv2"]["output_scale"] == pytest.approx(scale["r2"], rel=1e-7)
 
 
 def test_cache_of_other_model_refused(setup, tmp_path):
