@@ -65,19 +65,23 @@ static double entropy_amax(const kiln_observer *o, int levels, int start) {
             }
             for (int k = s; k < e; k++) q[k] = h[k] > 0 ? mass / nz : 0;
         }
-        /* P: bins [0, i) with the clipped mass folded into bin i-1; smoothing of Q; the sums */
-        double sum_p = 0, sum_q = 0;
+        /* P: bins [0, i) with the clipped mass folded into bin i-1; smoothing of Q. Both are
+         * normalised by P's total, all the values observed: Q, made of the unclipped values only,
+         * then falls short by the clipped mass, which adds about the clipped fraction to the
+         * divergence. Normalising Q by its own sum instead (the published pseudo-code) lets a
+         * candidate that clips nearly everything into one bin match with a divergence near 0, and
+         * discrete data (8-bit pixels) were then clipped at the first candidate. */
+        double sum_p = 0;
         for (int k = 0; k < i; k++) {
             double p = k == i - 1 ? h[k] + suffix[i] : h[k];
             if (p > 0 && q[k] == 0) q[k] = KILN_CALIB_KL_EPS;
             sum_p += p;
-            sum_q += q[k];
         }
         double kl = 0;
         for (int k = 0; k < i; k++) {
             double p = k == i - 1 ? h[k] + suffix[i] : h[k];
             if (p > 0) {
-                double pn = p / sum_p, qn = q[k] / sum_q;
+                double pn = p / sum_p, qn = q[k] / sum_p;
                 kl += pn * log(pn / qn);
             }
         }

