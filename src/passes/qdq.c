@@ -242,7 +242,8 @@ const char *qdq_matmul_layer(pass_ctx *c, int ni, qlayer *L) {
     }
     const char *why = act_input(c, a, L);
     if (!why && g->values[a].type.rank < (n->op == KILN_OP_Gemm ? 2 : 1)) why = "its input has an unknown rank";
-    if (!why && g->values[w].type.rank != 2) why = "its weights are not a matrix";
+    if (!why && g->values[w].type.rank != 2)
+        why = "its second input is not a weight matrix (a product of two activations stays f32)";
     if (!why) why = weights_of(c, w, trans_b ? 0 : 1, L);
     if (why) {
         qlayer_free(L);
