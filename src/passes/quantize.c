@@ -497,8 +497,10 @@ static kiln_status run_quantize(kiln_graph *g, const kiln_quant_scales *scales, 
     KILN_TRY(pass_finish(g, q.quantized > 0));
     kiln_pass_stats cst;
     pass_stats_init(&cst, "quantize_collapse");
-    if (q.quantized) KILN_TRY(pass_fuse_rounds(g, &cst, visit_collapse, NULL));
-    KILN_TRY(kiln_pass_dead_code(g, NULL));
+    if (q.quantized) {
+        KILN_TRY(pass_fuse_rounds(g, &cst, visit_collapse, NULL));
+        KILN_TRY(kiln_pass_dead_code(g, NULL));
+    }
     if (st) {
         st->fused = q.quantized;
         st->removed = cst.fused;
