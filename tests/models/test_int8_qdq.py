@@ -5,8 +5,8 @@ engines with the graph's scales and no calibration data (TensorRT's explicit qua
 Two models are written with onnx.helper, with scales from a float run over random data:
   * a small CNN: Q/DQ on the input (uint8, zero point 128), int8 weights behind a per-channel
     DequantizeLinear, fake-quantized f32 weights (Q -> DQ of an f32 constant), an int32 bias behind a
-    DequantizeLinear, Relu outputs quantized as uint8 and int8, pooling in f32, a Gemm (transB) whose
-    output stays f32;
+    DequantizeLinear, Relu outputs quantized as uint8 and int8, a 1x1 conv with per-tensor weights
+    whose output stays f32 (in a residual Add), pooling in f32, a Gemm (transB) whose output stays f32;
   * a transformer-style MLP block: LayerNorm, Q/DQ, MatMul + bias + Relu (per-channel weights),
     MatMul with a quantized output then Add (per-tensor weights), a residual Add, and a Gemm with
     transA.
@@ -110,7 +110,11 @@ def cnn(scales, rng_seed=0):
                      axis=0)
     n.node("Conv", [r1, n.weight("w2", w2, 0, fake=True), b2n], "c2", pads=[1, 1, 1, 1], strides=[2, 2])
     r2 = n.qdq(n.node("Relu", ["c2"], "r2"))
-    n.node("MaxPool", [r2], "mp", kernel_shape=[2, 2], strides=[2, 2])
+    # a 1x1 conv with per-tensor weights whose output is not quantized (ConvInteger), in a residual
+    w3 = rng.standard_normal((16, 16, 1, 1)) * 0.25
+    n.node("Conv", [r2, n.weight("w3", w3, None), n.const("b3", 0.1 * rng.standard_normal(16))], "c3")
+    n.node("Add", ["c3", r2], "sum")
+    n.node("MaxPool", ["sum"], "mp", kernel_shape=[2, 2], strides=[2, 2])
     n.node("GlobalAveragePool", ["mp"], "gap")
     f = n.qdq(n.node("Flatten", ["gap"], "flat"))
     n.node("Gemm", [f, n.weight("fcw", rng.standard_normal((10, 16)) * 0.3, 0), n.const("fcb", 0.1 * rng.standard_normal(10))],
@@ -196,12 +200,12 @@ def test_qat_model_matches_onnxruntime(tmp_path, name):
     # the layers are int8, the f32 Q/DQ pairs around them gone
     layers = json.loads(kiln("inspect", eng, "--json").stdout)["layers"]
     prec = {l["name"]: (l["op"], l["precision"]) for l in layers}
-    want = ["c1", "c2", "logits"] if name == "cnn" else ["fc1", "fc2", "head"]
+    want = ["c1", "c2", "c3", "logits"] if name == "cnn" else ["fc1", "fc2", "head"]
     for w in want:
         assert w in prec and prec[w][1] == "int8", (w, prec)
     ops = {op for op, _ in prec.values()}
     if name == "cnn":
-        assert {"QLinearConv", "MatMulInteger"} <= ops, ops
+        assert {"QLinearConv", "ConvInteger", "MatMulInteger"} <= ops, ops
     else:
         assert {"MatMulInteger", "QLinearMatMul", "Transpose"} <= ops, ops
     # a build without --int8 makes the same engine: Q/DQ models are int8 by construction
