@@ -177,7 +177,7 @@ kiln_status kiln_builder_set_calibration(kiln_builder_t *b, const char *data, co
                                          void (*progress)(int64_t done, int64_t total, void *user), void *user);
 /* INT8 calibration through callbacks, the shape of TensorRT's IInt8Calibrator: the application
  * hands kiln its batches (from its own data loader) instead of a file. The builder copies the
- * struct; user and the callbacks must stay valid until kiln_builder_build returns.
+ * struct; user, method and the callbacks must stay valid until kiln_builder_build returns.
  *
  *     static int next(void *user, int n, const char *const *names, kiln_tensor_t **tensors) {
  *         loader *l = user;
