@@ -244,6 +244,52 @@ kiln_status kiln_dnnl_reorder(const dnnl_memory_desc_t *from, const void *src, c
     return s;
 }
 
+kiln_status kiln_dnnl_io_init(kiln_dnnl_io *io, const_dnnl_primitive_desc_t pd, const dnnl_memory_desc_t *src,
+                              const dnnl_memory_desc_t *dst, const kiln_node *n) {
+    const dnnl_memory_desc_t *src_md = kiln_dnnl_pd_md(pd, DNNL_ARG_SRC), *dst_md = kiln_dnnl_pd_md(pd, DNNL_ARG_DST);
+    kiln_status s = KILN_STATUS_OK;
+    if (!dnnl_memory_desc_equal(src_md, src)) {
+        s = kiln_dnnl_reorder_prim(&io->to_src, src, src_md, n);
+        io->src_bytes = kiln_dnnl_md_bytes(src_md);
+    }
+    if (s == KILN_STATUS_OK && !dnnl_memory_desc_equal(dst_md, dst)) {
+        s = kiln_dnnl_reorder_prim(&io->from_dst, dst_md, dst, n);
+        io->dst_bytes = kiln_dnnl_md_bytes(dst_md);
+    }
+    return s;
+}
+
+void kiln_dnnl_io_destroy(kiln_dnnl_io *io) {
+    kiln_dnnl_prim_destroy(&io->to_src);
+    kiln_dnnl_prim_destroy(&io->from_dst);
+    io->src_bytes = io->dst_bytes = 0;
+}
+
+kiln_status kiln_dnnl_io_run(kiln_dnnl_io *io, kiln_dnnl_prim *p, const void *x, void *y, const kiln_node *n) {
+    const void *src = x;
+    void *dst = y;
+    if (io->to_src.prim) {
+        void *buf = kiln_cpu_scratch(KILN_CPU_SCRATCH_SRC, io->src_bytes, n);
+        if (!buf) return KILN_STATUS_OUT_OF_MEMORY;
+        kiln_dnnl_prim_set(&io->to_src, DNNL_ARG_FROM, x);
+        kiln_dnnl_prim_set(&io->to_src, DNNL_ARG_TO, buf);
+        KILN_TRY(kiln_dnnl_prim_execute(&io->to_src, n));
+        src = buf;
+    }
+    if (io->from_dst.prim && !(dst = kiln_cpu_scratch(KILN_CPU_SCRATCH_DST, io->dst_bytes, n))) return KILN_STATUS_OUT_OF_MEMORY;
+    kiln_dnnl_prim_set(p, DNNL_ARG_SRC, src);
+    kiln_dnnl_prim_set(p, DNNL_ARG_DST, dst);
+    KILN_TRY(kiln_dnnl_prim_execute(p, n));
+    if (!io->from_dst.prim) return KILN_STATUS_OK;
+    kiln_dnnl_prim_set(&io->from_dst, DNNL_ARG_FROM, dst);
+    kiln_dnnl_prim_set(&io->from_dst, DNNL_ARG_TO, y);
+    return kiln_dnnl_prim_execute(&io->from_dst, n);
+}
+
+dnnl_status_t kiln_dnnl_any(dnnl_memory_desc_t *any, const dnnl_memory_desc_t *md) {
+    return dnnl_memory_desc_init_by_tag(any, md->ndims, md->dims, md->data_type, dnnl_format_tag_any);
+}
+
 kiln_status kiln_dnnl_weights_init(kiln_dnnl_weights *w, const dnnl_memory_desc_t *have, const dnnl_memory_desc_t *want,
                                    const kiln_node *n) {
     kiln_dnnl_weights_free(w);
@@ -299,6 +345,11 @@ bool kiln_cpu_key_equal(const kiln_cpu_key *a, const kiln_cpu_key *b) {
 
 /* ---- per-node state ---- */
 
+bool kiln_cpu_verbose(void) {
+    const char *v = getenv("KILN_CPU_VERBOSE");
+    return v && *v && strcmp(v, "0") != 0;
+}
+
 static void state_free(void *st) {
     kiln_cpu_cache *c = st;
     if (!c) return;
@@ -333,6 +384,12 @@ kiln_status kiln_cpu_prepare(void *st, kiln_cpu_build_fn build, const kiln_node 
     c->unsupported = false;
     kiln_status s = build(st, n, in, out);
     if (s != KILN_STATUS_OK) c->clear(st);
+    if (kiln_cpu_verbose()) {
+        char d[160];
+        fprintf(stderr, "kiln cpu: node '%s' (%s) %s: %s%s\n", n->name ? n->name : "", kiln_op_name(n->op),
+                kiln_tensor_describe(out, d, sizeof d), s == KILN_STATUS_OK ? "onednn" : "reference kernel: ",
+                s == KILN_STATUS_OK ? "" : kiln_last_error());
+    }
     if (keyed && (s == KILN_STATUS_OK || s == KILN_STATUS_UNSUPPORTED)) {
         c->key = key;
         c->unsupported = s == KILN_STATUS_UNSUPPORTED;

@@ -62,6 +62,22 @@ const dnnl_memory_desc_t *kiln_dnnl_pd_md(const_dnnl_primitive_desc_t pd, int ar
 /* Runs it (synchronously) with this thread's scratch buffer. */
 kiln_status kiln_dnnl_prim_execute(kiln_dnnl_prim *p, const kiln_node *n);
 
+/* ---- a primitive's src and dst in layouts of its own choosing ----
+ * Kernels may let oneDNN pick blocked layouts ("any") for speed; X is then reordered in and Y
+ * out around the primitive, through this thread's scratch. */
+typedef struct kiln_dnnl_io {
+    kiln_dnnl_prim to_src, from_dst; /* X -> the primitive's src, its dst -> Y; prim NULL: none */
+    size_t src_bytes, dst_bytes;
+} kiln_dnnl_io;
+/* Sets io up for pd, whose plain (kiln) src and dst layouts are src and dst. */
+kiln_status kiln_dnnl_io_init(kiln_dnnl_io *io, const_dnnl_primitive_desc_t pd, const dnnl_memory_desc_t *src,
+                              const dnnl_memory_desc_t *dst, const kiln_node *n);
+void kiln_dnnl_io_destroy(kiln_dnnl_io *io);
+/* Runs p from x to y (kiln's layouts), reordering as io says; p's other arguments are set. */
+kiln_status kiln_dnnl_io_run(kiln_dnnl_io *io, kiln_dnnl_prim *p, const void *x, void *y, const kiln_node *n);
+/* An "any" layout descriptor with md's dims and dtype. */
+dnnl_status_t kiln_dnnl_any(dnnl_memory_desc_t *any, const dnnl_memory_desc_t *md);
+
 /* ---- weights reordered to the layout a primitive asked for ---- */
 typedef struct kiln_dnnl_weights {
     dnnl_memory_desc_t want; /* the primitive's layout */
@@ -115,8 +131,10 @@ typedef kiln_status (*kiln_cpu_build_fn)(void *st, const kiln_node *n, kiln_tens
 /* The node's state of `size` bytes (zeroed at first, a kiln_cpu_cache at its head), made on
  * the first run; NULL on OUT_OF_MEMORY (error set). */
 void *kiln_cpu_state(const kiln_node *n, void **state, void (**state_free)(void *), size_t size, void (*clear)(void *));
+/* KILN_CPU_VERBOSE set (not "0"): each (re)build says on stderr which kernel the node got. */
+bool kiln_cpu_verbose(void);
 /* Makes the state ready for these inputs: nothing when the key is unchanged, else clear and
- * build. UNSUPPORTED when oneDNN refused the key (remembered, so later runs do not ask again). */
+ * build (reported under KILN_CPU_VERBOSE). UNSUPPORTED when oneDNN refused the key (remembered, so later runs do not ask again). */
 kiln_status kiln_cpu_prepare(void *st, kiln_cpu_build_fn build, const kiln_node *n, kiln_tensor *const *in,
                              const kiln_tensor *out);
 

@@ -27,21 +27,14 @@ typedef struct conv_state {
     kiln_dnnl_prim prim;
     dnnl_memory_desc_t w_have;
     kiln_dnnl_weights w;
-    kiln_dnnl_prim to_src, from_dst; /* X -> the primitive's src layout, its dst -> Y; prim NULL: plain */
-    size_t src_bytes, dst_bytes;
+    kiln_dnnl_io io;
 } conv_state;
 
 static void conv_clear(void *v) {
     conv_state *st = v;
     kiln_dnnl_prim_destroy(&st->prim);
     kiln_dnnl_weights_free(&st->w);
-    kiln_dnnl_prim_destroy(&st->to_src);
-    kiln_dnnl_prim_destroy(&st->from_dst);
-}
-
-/* An "any" layout descriptor with md's dims and dtype. */
-static dnnl_status_t any_md(dnnl_memory_desc_t *any, const dnnl_memory_desc_t *md) {
-    return dnnl_memory_desc_init_by_tag(any, md->ndims, md->dims, md->data_type, dnnl_format_tag_any);
+    kiln_dnnl_io_destroy(&st->io);
 }
 
 /* Blocked layouts pay off unless the convolution is 1x1 and ungrouped (see the top). */
@@ -118,9 +111,9 @@ static kiln_status conv_build(void *state, const kiln_node *n, kiln_tensor *cons
     conv_geom g;
     KILN_TRY(conv_geometry(n, in, out, &g));
     dnnl_memory_desc_t w_any, src = g.src, dst = g.dst;
-    dnnl_status_t ds = any_md(&w_any, &g.w_have);
-    if (ds == dnnl_success && wants_blocked(n, in[1])) ds = any_md(&src, &g.src);
-    if (ds == dnnl_success && wants_blocked(n, in[1])) ds = any_md(&dst, &g.dst);
+    dnnl_status_t ds = kiln_dnnl_any(&w_any, &g.w_have);
+    if (ds == dnnl_success && wants_blocked(n, in[1])) ds = kiln_dnnl_any(&src, &g.src);
+    if (ds == dnnl_success && wants_blocked(n, in[1])) ds = kiln_dnnl_any(&dst, &g.dst);
     KILN_TRY(kiln_dnnl_check(ds, n, "convolution descriptors"));
     const dnnl_memory_desc_t *bias = n->n_declared > 2 && in[2] ? &g.bias : NULL;
     union {
@@ -144,15 +137,7 @@ static kiln_status conv_build(void *state, const kiln_node *n, kiln_tensor *cons
     s = kiln_dnnl_prim_create(&st->prim, pd, ids, 4, n);
     if (s == KILN_STATUS_OK) s = kiln_dnnl_weights_init(&st->w, &g.w_have, kiln_dnnl_pd_md(pd, DNNL_ARG_WEIGHTS), n);
     st->w_have = g.w_have;
-    const dnnl_memory_desc_t *src_md = kiln_dnnl_pd_md(pd, DNNL_ARG_SRC), *dst_md = kiln_dnnl_pd_md(pd, DNNL_ARG_DST);
-    if (s == KILN_STATUS_OK && !dnnl_memory_desc_equal(src_md, &g.src)) {
-        s = kiln_dnnl_reorder_prim(&st->to_src, &g.src, src_md, n);
-        st->src_bytes = kiln_dnnl_md_bytes(src_md);
-    }
-    if (s == KILN_STATUS_OK && !dnnl_memory_desc_equal(dst_md, &g.dst)) {
-        s = kiln_dnnl_reorder_prim(&st->from_dst, dst_md, &g.dst, n);
-        st->dst_bytes = kiln_dnnl_md_bytes(dst_md);
-    }
+    if (s == KILN_STATUS_OK) s = kiln_dnnl_io_init(&st->io, pd, &g.src, &g.dst, n);
     dnnl_primitive_desc_destroy(pd);
     return s;
 }
@@ -164,26 +149,9 @@ static kiln_status conv_run(const kiln_node *n, void **state, void (**state_free
     KILN_TRY(kiln_cpu_prepare(st, conv_build, n, in, &out[0]));
     const void *w;
     KILN_TRY(kiln_dnnl_weights_get(&st->w, &st->w_have, in[1], n, &w));
-    const void *src = in[0]->data;
-    void *dst = out[0].data;
-    if (st->to_src.prim) { /* X into the primitive's layout */
-        void *buf = kiln_cpu_scratch(KILN_CPU_SCRATCH_SRC, st->src_bytes, n);
-        if (!buf) return KILN_STATUS_OUT_OF_MEMORY;
-        kiln_dnnl_prim_set(&st->to_src, DNNL_ARG_FROM, src);
-        kiln_dnnl_prim_set(&st->to_src, DNNL_ARG_TO, buf);
-        KILN_TRY(kiln_dnnl_prim_execute(&st->to_src, n));
-        src = buf;
-    }
-    if (st->from_dst.prim && !(dst = kiln_cpu_scratch(KILN_CPU_SCRATCH_DST, st->dst_bytes, n))) return KILN_STATUS_OUT_OF_MEMORY;
-    kiln_dnnl_prim_set(&st->prim, DNNL_ARG_SRC, src);
     kiln_dnnl_prim_set(&st->prim, DNNL_ARG_WEIGHTS, w);
     if (n->n_declared > 2 && in[2]) kiln_dnnl_prim_set(&st->prim, DNNL_ARG_BIAS, in[2]->data);
-    kiln_dnnl_prim_set(&st->prim, DNNL_ARG_DST, dst);
-    KILN_TRY(kiln_dnnl_prim_execute(&st->prim, n));
-    if (!st->from_dst.prim) return KILN_STATUS_OK;
-    kiln_dnnl_prim_set(&st->from_dst, DNNL_ARG_FROM, dst); /* Y back to kiln's layout */
-    kiln_dnnl_prim_set(&st->from_dst, DNNL_ARG_TO, out[0].data);
-    return kiln_dnnl_prim_execute(&st->from_dst, n);
+    return kiln_dnnl_io_run(&st->io, &st->prim, in[0]->data, out[0].data, n);
 }
 
 void kiln_cpu_register_dnnl_conv(kiln_cpu_op *t) {

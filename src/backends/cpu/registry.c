@@ -12,6 +12,10 @@ static pthread_once_t table_once = PTHREAD_ONCE_INIT;
 static void fill_table(void) {
 #ifdef KILN_HAVE_DNNL
     kiln_cpu_register_dnnl_conv(table);
+    kiln_cpu_register_dnnl_matmul(table);
+    kiln_cpu_register_dnnl_pool(table);
+    kiln_cpu_register_dnnl_norm(table);
+    kiln_cpu_register_dnnl_eltwise(table);
 #endif
 }
 
