@@ -326,7 +326,7 @@ def write_results(rows: list[dict], info: dict, out_dir: Path) -> tuple[Path, Pa
         "",
         f"- machine: {mc['cpu']}, {mc['usable_cpus']} usable CPUs ({mc['logical_cpus']} logical, "
         f"{mc['physical_cores'] or '?'} physical cores), {mc['system']}",
-        f"- kiln commit {info['kiln_commit']}, backend {rows[0]['kiln_backend'] if rows else '?'}; "
+        f"- kiln commit {info['kiln_commit']}, engine backend {rows[0]['kiln_backend'] if rows else '?'} (the CPU executor; each model's layer kernels in the last column); "
         f"onnxruntime {mc['onnxruntime']} (CPUExecutionProvider, default graph optimizations)",
         f"- threads: kiln {info['threads']['kiln']} (OMP_NUM_THREADS, oneDNN's kernels inside one stream; the executor "
         f"runs on the calling thread), ORT intra-op {info['threads']['ort_intra_op']}, inter-op 1, sequential"
