@@ -52,7 +52,6 @@ void kiln_cpu_register_dnnl_matmul(kiln_cpu_op *table);
 void kiln_cpu_register_dnnl_pool(kiln_cpu_op *table);
 void kiln_cpu_register_dnnl_norm(kiln_cpu_op *table);
 void kiln_cpu_register_dnnl_eltwise(kiln_cpu_op *table);
-void kiln_cpu_register_dnnl_quant(kiln_cpu_op *table);
 #endif
 
 #endif /* KILN_CPU_BACKEND_H */

@@ -3,6 +3,7 @@
  * scratch buffer. No op lives here. Tested through tests/models/test_cpu_kernels.py. */
 #include "dnnl_common.h"
 
+#include <math.h>
 #include <pthread.h>
 #include <string.h>
 
@@ -354,7 +355,36 @@ static void state_free(void *st) {
     kiln_cpu_cache *c = st;
     if (!c) return;
     c->clear(st);
+    free(c->values);
     free(st);
+}
+
+/* The bytes of the inputs in c->value_inputs, one after another, in a malloc'ed block (NULL
+ * with *bytes 0 when there are none; NULL with *bytes > 0 when out of memory). */
+static void *input_values(const kiln_cpu_cache *c, const kiln_node *n, kiln_tensor *const *in, size_t *bytes) {
+    *bytes = 0;
+    for (int k = 0; k < n->n_inputs && k < 32; k++)
+        if ((c->value_inputs >> k & 1) && in[k] && in[k]->data) *bytes += kiln_tensor_bytes(in[k]);
+    if (!*bytes) return NULL;
+    uint8_t *v = malloc(*bytes), *p = v;
+    for (int k = 0; v && k < n->n_inputs && k < 32; k++)
+        if ((c->value_inputs >> k & 1) && in[k] && in[k]->data) {
+            memcpy(p, in[k]->data, kiln_tensor_bytes(in[k]));
+            p += kiln_tensor_bytes(in[k]);
+        }
+    return v;
+}
+
+/* Are the inputs in c->value_inputs what c->values holds? (No copy: this runs every time.) */
+static bool values_equal(const kiln_cpu_cache *c, const kiln_node *n, kiln_tensor *const *in) {
+    size_t off = 0;
+    for (int k = 0; k < n->n_inputs && k < 32; k++)
+        if ((c->value_inputs >> k & 1) && in[k] && in[k]->data) {
+            size_t b = kiln_tensor_bytes(in[k]);
+            if (off + b > c->values_bytes || memcmp((const uint8_t *)c->values + off, in[k]->data, b) != 0) return false;
+            off += b;
+        }
+    return off == c->values_bytes;
 }
 
 void *kiln_cpu_state(const kiln_node *n, void **state, void (**state_free_out)(void *), size_t size, void (*clear)(void *)) {
@@ -377,8 +407,14 @@ kiln_status kiln_cpu_prepare(void *st, kiln_cpu_build_fn build, const kiln_node 
         if (in[i] && kiln_shape_count(in[i]->rank, in[i]->dims) == 0) return KILN_STATUS_UNSUPPORTED;
     kiln_cpu_key key;
     bool keyed = kiln_cpu_key_make(n, in, out, &key);
-    if (keyed && kiln_cpu_key_equal(&key, &c->key))
+    if (keyed && kiln_cpu_key_equal(&key, &c->key) && values_equal(c, n, in))
         return c->unsupported ? kiln_node_error(n, KILN_STATUS_UNSUPPORTED, "oneDNN refused these shapes") : KILN_STATUS_OK;
+    size_t vbytes = 0;
+    void *vals = c->value_inputs ? input_values(c, n, in, &vbytes) : NULL;
+    if (vbytes && !vals) return kiln_node_error(n, KILN_STATUS_OUT_OF_MEMORY, "kernel parameters");
+    free(c->values);
+    c->values = vals;
+    c->values_bytes = vbytes;
     c->clear(st);
     c->key.n = 0;
     c->unsupported = false;
@@ -395,4 +431,45 @@ kiln_status kiln_cpu_prepare(void *st, kiln_cpu_build_fn build, const kiln_node 
         c->unsupported = s == KILN_STATUS_UNSUPPORTED;
     }
     return s;
+}
+
+/* ---- 8-bit tensors as floats ---- */
+
+int32_t kiln_cpu_q8_at(const kiln_tensor *t, int64_t i) {
+    return t->dtype == KILN_DTYPE_U8 ? ((const uint8_t *)t->data)[i] : ((const int8_t *)t->data)[i];
+}
+
+float kiln_cpu_q8_to_float(const kiln_tensor *t, const kiln_tensor *zp, bool per_col, float *dst) {
+    int64_t count = kiln_shape_count(t->rank, t->dims), nz = zp ? kiln_shape_count(zp->rank, zp->dims) : 1;
+    int64_t cols = t->rank > 0 ? t->dims[t->rank - 1] : 1;
+    float mx = 0;
+    if (per_col && nz > 1) { /* one zero point per column */
+        for (int64_t i = 0; i < count; i++) {
+            dst[i] = (float)(kiln_cpu_q8_at(t, i) - kiln_cpu_q8_at(zp, i % cols));
+            mx = fmaxf(mx, fabsf(dst[i]));
+        }
+        return mx;
+    }
+    int64_t row = nz > 1 ? count / nz : count;
+    for (int64_t r = 0; row > 0 && r < count / row; r++) {
+        int32_t z = zp ? kiln_cpu_q8_at(zp, nz > 1 ? r : 0) : 0;
+        float *d = dst + r * row;
+        if (t->dtype == KILN_DTYPE_U8) {
+            const uint8_t *p = (const uint8_t *)t->data + r * row;
+            for (int64_t i = 0; i < row; i++) d[i] = (float)((int32_t)p[i] - z);
+        } else {
+            const int8_t *p = (const int8_t *)t->data + r * row;
+            for (int64_t i = 0; i < row; i++) d[i] = (float)((int32_t)p[i] - z);
+        }
+        for (int64_t i = 0; i < row; i++) mx = fmaxf(mx, fabsf(d[i]));
+    }
+    return mx;
+}
+
+kiln_tensor kiln_cpu_float_view(const kiln_tensor *t, void *data) {
+    kiln_tensor v = *t;
+    v.dtype = KILN_DTYPE_F32;
+    v.data = data;
+    v.flags = t->flags & KILN_TENSOR_CONSTANT;
+    return v;
 }

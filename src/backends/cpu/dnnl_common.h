@@ -105,7 +105,14 @@ kiln_status kiln_dnnl_reorder(const dnnl_memory_desc_t *from, const void *src, c
 /* ---- this thread's scratch buffers ----
  * Slot 0 is oneDNN's scratchpad (kiln_dnnl_prim_execute); kernels use the others for layouts
  * of their own within one run (valid until the kernel returns). */
-enum { KILN_CPU_SCRATCH_DNNL, KILN_CPU_SCRATCH_SRC, KILN_CPU_SCRATCH_DST, KILN_CPU_SCRATCH_SLOTS };
+enum {
+    KILN_CPU_SCRATCH_DNNL, /* oneDNN's scratchpad */
+    KILN_CPU_SCRATCH_SRC,  /* kiln_dnnl_io: X in the primitive's layout */
+    KILN_CPU_SCRATCH_DST,  /* kiln_dnnl_io: Y in the primitive's layout */
+    KILN_CPU_SCRATCH_QIN,  /* int8 kernels: the input as floats */
+    KILN_CPU_SCRATCH_QOUT, /* int8 kernels: the accumulator as floats */
+    KILN_CPU_SCRATCH_SLOTS
+};
 /* At least `bytes` of 64-byte aligned memory of this thread's slot; NULL (error set) if none. */
 void *kiln_cpu_scratch(int slot, size_t bytes, const kiln_node *n);
 
@@ -125,6 +132,9 @@ typedef struct kiln_cpu_cache {
     kiln_cpu_key key;
     bool unsupported;        /* oneDNN refused this key: the reference kernel runs it */
     void (*clear)(void *st); /* frees what the state holds (not the state) */
+    uint32_t value_inputs;   /* bit k: input k's values are part of the key too (scales, zero points) */
+    void *values;            /* those values as of the last build */
+    size_t values_bytes;
 } kiln_cpu_cache;
 typedef kiln_status (*kiln_cpu_build_fn)(void *st, const kiln_node *n, kiln_tensor *const *in, const kiln_tensor *out);
 
@@ -145,5 +155,17 @@ static inline bool kiln_cpu_is(kiln_tensor *const *in, int n_in, int k, kiln_dty
 }
 /* Output j of n is not wanted (omitted in the model). */
 static inline bool kiln_cpu_output_omitted(const kiln_node *n, int j) { return j >= n->n_outputs || n->outputs[j] < 0; }
+
+/* ---- 8-bit tensors as floats (the int8 kernels) ---- */
+static inline bool kiln_cpu_is_q8(const kiln_tensor *t) {
+    return t && t->rank >= 0 && (t->dtype == KILN_DTYPE_U8 || t->dtype == KILN_DTYPE_I8);
+}
+/* Element i of an int8 / uint8 tensor. */
+int32_t kiln_cpu_q8_at(const kiln_tensor *t, int64_t i);
+/* dst = t - zp as floats (exact), for an 8-bit t. zp (NULL: 0) is per tensor, or has one value
+ * per row of t's leading dim, or with per_col one per column of t's last dim. Returns max |dst|. */
+float kiln_cpu_q8_to_float(const kiln_tensor *t, const kiln_tensor *zp, bool per_col, float *dst);
+/* t's dims as an f32 tensor on data. */
+kiln_tensor kiln_cpu_float_view(const kiln_tensor *t, void *data);
 
 #endif /* KILN_CPU_DNNL_COMMON_H */

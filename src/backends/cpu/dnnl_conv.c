@@ -3,6 +3,14 @@
  * deconvolution primitives. The window comes from the ops' own resolvers (src/ops/conv.c,
  * conv_transpose.c), as for the reference kernels (src/backends/ref/conv.c).
  *
+ * QLinearConv (8-bit X, W, Y; per-tensor or per-channel W scale and zero point; int32 bias)
+ * runs as the same f32 convolution on X - x_zero_point and W - w_zero_point, whose integer
+ * products and sums floats hold exactly while |sums| < 2^24; the accumulator plus bias is then
+ * requantized as the reference does (round half to even, y_zero_point, saturation). Beyond
+ * 2^24 the float sum can be off by a few units of the accumulator, so Y by at most one step.
+ * oneDNN's own int8 kernels are not used: without VNNI they add pairs of products in 16 bits
+ * with saturation (measured on AVX2: wrong once |w| > 64), which the reference never does.
+ *
  * Layouts: the weights take whatever layout oneDNN picks for speed ("any"), reordered once per
  * context for constant weights. X and Y are kiln's plain (N, C, spatial...) tensors; a 1x1
  * ungrouped convolution runs on them as they are (a GEMM), every other one lets oneDNN choose
@@ -13,6 +21,7 @@
 #include "dnnl_common.h"
 
 #include "../../ops/nn_internal.h"
+#include "../../ops/seq_internal.h"
 
 #include <string.h>
 
@@ -28,6 +37,10 @@ typedef struct conv_state {
     dnnl_memory_desc_t w_have;
     kiln_dnnl_weights w;
     kiln_dnnl_io io;
+    /* QLinearConv: W - w_zero_point as floats (W's layout), the per-channel requantization
+     * multipliers x_scale * w_scale[m] / y_scale, and Y's zero point and range */
+    float *wq, *mult;
+    int64_t zy, lo, hi;
 } conv_state;
 
 static void conv_clear(void *v) {
@@ -35,6 +48,9 @@ static void conv_clear(void *v) {
     kiln_dnnl_prim_destroy(&st->prim);
     kiln_dnnl_weights_free(&st->w);
     kiln_dnnl_io_destroy(&st->io);
+    free(st->wq);
+    free(st->mult);
+    st->wq = st->mult = NULL;
 }
 
 /* Blocked layouts pay off unless the convolution is 1x1 and ungrouped (see the top). */
@@ -80,9 +96,9 @@ static dnnl_status_t weights_md(dnnl_memory_desc_t *md, const kiln_tensor *W, in
     return dnnl_memory_desc_init_by_strides(md, o + 2 + nsp, d, dnnl_f32, s);
 }
 
-static kiln_status conv_geometry(const kiln_node *n, kiln_tensor *const *in, const kiln_tensor *out, conv_geom *g) {
+static kiln_status conv_geometry(const kiln_node *n, const kiln_tensor *X, const kiln_tensor *W, const kiln_tensor *B,
+                                 const kiln_tensor *out, conv_geom *g) {
     const kiln_conv_params *p = n->params;
-    const kiln_tensor *X = in[0], *W = in[1], *B = n->n_declared > 2 ? in[2] : NULL;
     bool deconv = n->op == KILN_OP_ConvTranspose;
     kiln_window_dims wd;
     if (deconv) KILN_TRY(kiln_conv_transpose_resolve(n, X, W, &wd));
@@ -104,18 +120,19 @@ static kiln_status conv_geometry(const kiln_node *n, kiln_tensor *const *in, con
     return kiln_dnnl_check(s, n, "convolution descriptors");
 }
 
-static kiln_status conv_build(void *state, const kiln_node *n, kiln_tensor *const *in, const kiln_tensor *out) {
-    conv_state *st = state;
+/* The f32 primitive for X, W, optional B (f32 views: the int8 kernel passes its float copies). */
+static kiln_status conv_make(conv_state *st, const kiln_node *n, const kiln_tensor *X, const kiln_tensor *W,
+                             const kiln_tensor *B, const kiln_tensor *out) {
     dnnl_engine_t eng = kiln_dnnl_engine();
     if (!eng) return KILN_STATUS_RUNTIME_ERROR;
     conv_geom g;
-    KILN_TRY(conv_geometry(n, in, out, &g));
+    KILN_TRY(conv_geometry(n, X, W, B, out, &g));
     dnnl_memory_desc_t w_any, src = g.src, dst = g.dst;
     dnnl_status_t ds = kiln_dnnl_any(&w_any, &g.w_have);
-    if (ds == dnnl_success && wants_blocked(n, in[1])) ds = kiln_dnnl_any(&src, &g.src);
-    if (ds == dnnl_success && wants_blocked(n, in[1])) ds = kiln_dnnl_any(&dst, &g.dst);
+    if (ds == dnnl_success && wants_blocked(n, W)) ds = kiln_dnnl_any(&src, &g.src);
+    if (ds == dnnl_success && wants_blocked(n, W)) ds = kiln_dnnl_any(&dst, &g.dst);
     KILN_TRY(kiln_dnnl_check(ds, n, "convolution descriptors"));
-    const dnnl_memory_desc_t *bias = n->n_declared > 2 && in[2] ? &g.bias : NULL;
+    const dnnl_memory_desc_t *bias = B ? &g.bias : NULL;
     union {
         dnnl_convolution_desc_t conv;
         dnnl_deconvolution_desc_t deconv;
@@ -142,6 +159,10 @@ static kiln_status conv_build(void *state, const kiln_node *n, kiln_tensor *cons
     return s;
 }
 
+static kiln_status conv_build(void *state, const kiln_node *n, kiln_tensor *const *in, const kiln_tensor *out) {
+    return conv_make(state, n, in[0], in[1], n->n_declared > 2 ? in[2] : NULL, out);
+}
+
 static kiln_status conv_run(const kiln_node *n, void **state, void (**state_free)(void *), kiln_tensor *const *in,
                             kiln_tensor *out) {
     conv_state *st = kiln_cpu_state(n, state, state_free, sizeof *st, conv_clear);
@@ -154,7 +175,79 @@ static kiln_status conv_run(const kiln_node *n, void **state, void (**state_free
     return kiln_dnnl_io_run(&st->io, &st->prim, in[0]->data, out[0].data, n);
 }
 
+/* ---- QLinearConv ---- */
+
+static bool qconv_supports(const kiln_node *n, kiln_tensor *const *in, const kiln_tensor *out) {
+    if (n->n_declared < 8 || n->n_declared > 9 || n->act.kind != KILN_ACT_NONE) return false;
+    for (int k = 0; k < 8; k++)
+        if (!in[k] || in[k]->rank < 0) return false;
+    if (!kiln_cpu_is_q8(in[0]) || !kiln_cpu_is_q8(in[3]) || (out->dtype != KILN_DTYPE_U8 && out->dtype != KILN_DTYPE_I8)) return false;
+    if (in[1]->dtype != KILN_DTYPE_F32 || in[4]->dtype != KILN_DTYPE_F32 || in[6]->dtype != KILN_DTYPE_F32) return false;
+    if (in[2]->dtype != in[0]->dtype || in[5]->dtype != in[3]->dtype || in[7]->dtype != out->dtype) return false;
+    if (n->n_declared > 8 && in[8] && in[8]->dtype != KILN_DTYPE_I32) return false;
+    return in[0]->rank >= 3 && in[0]->rank <= 5 && in[3]->rank == in[0]->rank;
+}
+
+static kiln_status qconv_build(void *state, const kiln_node *n, kiln_tensor *const *in, const kiln_tensor *out) {
+    conv_state *st = state;
+    const kiln_tensor *X = in[0], *W = in[3];
+    int64_t M = W->dims[0], per = kiln_shape_count(W->rank - 1, W->dims + 1);
+    int64_t n_ws = kiln_shape_count(in[4]->rank, in[4]->dims), n_wz = kiln_shape_count(in[5]->rank, in[5]->dims);
+    for (int k = 1; k < 8; k++)
+        if (k != 3 && !in[k]->data) return kiln_node_error(n, KILN_STATUS_UNSUPPORTED, "input %d has no data", k);
+    if (kiln_shape_count(in[1]->rank, in[1]->dims) != 1 || kiln_shape_count(in[2]->rank, in[2]->dims) != 1 ||
+        kiln_shape_count(in[6]->rank, in[6]->dims) != 1 || kiln_shape_count(in[7]->rank, in[7]->dims) != 1 ||
+        (n_ws != 1 && n_ws != M) || (n_wz != 1 && n_wz != M))
+        return kiln_node_error(n, KILN_STATUS_UNSUPPORTED, "scales or zero points neither per tensor nor per output channel");
+    st->wq = malloc(sizeof(float) * (size_t)(M * per));
+    st->mult = malloc(sizeof(float) * (size_t)M);
+    if (!st->wq || !st->mult) return kiln_node_error(n, KILN_STATUS_OUT_OF_MEMORY, "int8 convolution state");
+    float xs = *(const float *)in[1]->data, ys = *(const float *)in[6]->data;
+    for (int64_t m = 0; m < M; m++) /* in f32, as the reference computes it */
+        st->mult[m] = (xs * ((const float *)in[4]->data)[n_ws > 1 ? m : 0]) / ys;
+    st->zy = kiln_cpu_q8_at(in[7], 0);
+    st->lo = out->dtype == KILN_DTYPE_U8 ? 0 : -128;
+    st->hi = out->dtype == KILN_DTYPE_U8 ? 255 : 127;
+    kiln_cpu_q8_to_float(W, in[5], false, st->wq);
+    kiln_tensor xv = kiln_cpu_float_view(X, NULL), wv = kiln_cpu_float_view(W, st->wq), yv = kiln_cpu_float_view(out, NULL);
+    return conv_make(st, n, &xv, &wv, NULL, &yv);
+}
+
+static kiln_status qconv_run(const kiln_node *n, void **state, void (**state_free)(void *), kiln_tensor *const *in,
+                             kiln_tensor *out) {
+    conv_state *st = kiln_cpu_state(n, state, state_free, sizeof *st, conv_clear);
+    if (!st) return KILN_STATUS_OUT_OF_MEMORY;
+    st->cache.value_inputs = 1u << 1 | 1u << 2 | 1u << 4 | 1u << 5 | 1u << 6 | 1u << 7; /* scales, zero points */
+    KILN_TRY(kiln_cpu_prepare(st, qconv_build, n, in, &out[0]));
+    const kiln_tensor *X = in[0], *W = in[3], *B = n->n_declared > 8 ? in[8] : NULL;
+    if (!(W->flags & KILN_TENSOR_CONSTANT)) kiln_cpu_q8_to_float(W, in[5], false, st->wq); /* weights that may change */
+    kiln_tensor wv = kiln_cpu_float_view(W, st->wq);
+    const void *w;
+    KILN_TRY(kiln_dnnl_weights_get(&st->w, &st->w_have, &wv, n, &w));
+    int64_t nx = kiln_shape_count(X->rank, X->dims), ny = kiln_shape_count(out[0].rank, out[0].dims);
+    float *xf = kiln_cpu_scratch(KILN_CPU_SCRATCH_QIN, sizeof(float) * (size_t)nx, n);
+    float *acc = kiln_cpu_scratch(KILN_CPU_SCRATCH_QOUT, sizeof(float) * (size_t)ny, n);
+    if (!xf || !acc) return KILN_STATUS_OUT_OF_MEMORY;
+    kiln_cpu_q8_to_float(X, in[2], false, xf);
+    kiln_dnnl_prim_set(&st->prim, DNNL_ARG_WEIGHTS, w);
+    KILN_TRY(kiln_dnnl_io_run(&st->io, &st->prim, xf, acc, n));
+    /* requantize: y = saturate(round_half_even((acc + B[m]) * mult[m]) + y_zero_point) */
+    int64_t N = out[0].dims[0], M = out[0].dims[1], plane = ny / (N * M);
+    for (int64_t b = 0; b < N; b++)
+        for (int64_t m = 0; m < M; m++) {
+            int64_t base = (b * M + m) * plane;
+            double bias = B ? (double)((const int32_t *)B->data)[m] : 0.0, mult = st->mult[m];
+            for (int64_t i = 0; i < plane; i++) {
+                int64_t q = seq_requantize(((double)acc[base + i] + bias) * mult, st->zy, st->lo, st->hi);
+                if (out[0].dtype == KILN_DTYPE_U8) ((uint8_t *)out[0].data)[base + i] = (uint8_t)q;
+                else ((int8_t *)out[0].data)[base + i] = (int8_t)q;
+            }
+        }
+    return KILN_STATUS_OK;
+}
+
 void kiln_cpu_register_dnnl_conv(kiln_cpu_op *t) {
+    t[KILN_OP_QLinearConv] = (kiln_cpu_op){.supports = qconv_supports, .run = qconv_run, .kernel = "onednn"};
     t[KILN_OP_Conv] = (kiln_cpu_op){.supports = conv_supports, .run = conv_run, .kernel = "onednn"};
     t[KILN_OP_ConvTranspose] = (kiln_cpu_op){.supports = conv_supports, .run = conv_run, .kernel = "onednn"};
 }

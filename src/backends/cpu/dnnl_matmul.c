@@ -7,10 +7,20 @@
  * M (one (batch*M, K) x (K, N) product). Gemm: a C that is a row vector with alpha = beta = 1
  * is the primitive's bias; any other C is first written to Y as beta*C, and a sum post-op adds
  * alpha*A*B (alpha as a linear post-op before it).
- * Tested by tests/models/test_cpu_kernels.py and the conformance suite (test_matmul*, test_gemm*). */
+ *
+ * QLinearMatMul and MatMulInteger (8-bit A and B; scales and zero points per tensor, B's also
+ * per column) run as the same f32 product of A - a_zero_point and B - b_zero_point: integer
+ * sums that floats hold exactly while below 2^24. MatMulInteger, whose int32 output is that sum,
+ * runs here only when K * max|A'| * max|B'| < 2^24 guarantees it (else the reference kernel);
+ * QLinearMatMul requantizes as the reference (round half to even, zero point, saturation), at
+ * most one step off when a sum passes 2^24. (oneDNN's int8 kernels add products in 16 bits with
+ * saturation on CPUs without VNNI: see dnnl_conv.c.)
+ * Tested by tests/models/test_cpu_kernels.py and the conformance suite (test_matmul*, test_gemm*,
+ * test_qlinearmatmul*, test_matmulinteger*). */
 #include "dnnl_common.h"
 
 #include "../../ops/nn_internal.h"
+#include "../../ops/seq_internal.h"
 
 #include <string.h>
 
@@ -20,11 +30,18 @@ typedef struct mm_state {
     bool prefill;     /* Gemm: Y = beta*C first, then a sum post-op */
     bool c_is_bias;   /* Gemm: C is the primitive's bias */
     int64_t cstr[2];  /* Gemm: C's strides broadcast to Y (M, N) */
+    /* QLinearMatMul / MatMulInteger: B - b_zero_point as floats, its largest magnitude, the
+     * per-column multipliers a_scale * b_scale[n] / y_scale, Y's zero point and range */
+    float *bq, *mult, bmax;
+    int64_t n_mult, zy, lo, hi;
 } mm_state;
 
 static void mm_clear(void *v) {
     mm_state *st = v;
     kiln_dnnl_prim_destroy(&st->prim);
+    free(st->bq);
+    free(st->mult);
+    st->bq = st->mult = NULL;
 }
 
 static bool f32(kiln_tensor *const *in, const kiln_node *n, int k) { return kiln_cpu_is(in, n->n_inputs, k, KILN_DTYPE_F32); }
@@ -169,7 +186,114 @@ static kiln_status mm_run(const kiln_node *n, void **state, void (**state_free)(
     return kiln_dnnl_prim_execute(&st->prim, n);
 }
 
+/* ---- QLinearMatMul, MatMulInteger ---- */
+
+static bool qmm_supports(const kiln_node *n, kiln_tensor *const *in, const kiln_tensor *out) {
+    if (n->act.kind != KILN_ACT_NONE) return false;
+    if (n->op == KILN_OP_MatMulInteger) {
+        if (n->n_declared < 2 || n->n_declared > 4 || !kiln_cpu_is_q8(in[0]) || !kiln_cpu_is_q8(in[1]) || out->dtype != KILN_DTYPE_I32)
+            return false;
+        for (int k = 2; k < n->n_declared; k++)
+            if (in[k] && in[k]->dtype != in[k - 2]->dtype) return false;
+        return in[0]->rank >= 1 && in[1]->rank >= 1;
+    }
+    if (n->n_declared != 8) return false;
+    for (int k = 0; k < 8; k++)
+        if (!in[k] || in[k]->rank < 0) return false;
+    if (!kiln_cpu_is_q8(in[0]) || !kiln_cpu_is_q8(in[3]) || (out->dtype != KILN_DTYPE_U8 && out->dtype != KILN_DTYPE_I8)) return false;
+    if (in[1]->dtype != KILN_DTYPE_F32 || in[4]->dtype != KILN_DTYPE_F32 || in[6]->dtype != KILN_DTYPE_F32) return false;
+    return in[2]->dtype == in[0]->dtype && in[5]->dtype == in[3]->dtype && in[7]->dtype == out->dtype && in[0]->rank >= 1 &&
+           in[3]->rank >= 1;
+}
+
+static int64_t count_of(const kiln_tensor *t) { return t ? kiln_shape_count(t->rank, t->dims) : 1; }
+
+static kiln_status qmm_build(void *state, const kiln_node *n, kiln_tensor *const *in, const kiln_tensor *out) {
+    mm_state *st = state;
+    bool qlinear = n->op == KILN_OP_QLinearMatMul;
+    const kiln_tensor *A = in[0], *B = in[qlinear ? 3 : 1];
+    const kiln_tensor *az = n->n_declared > 2 ? in[2] : NULL, *bz = n->n_declared > (qlinear ? 5 : 3) ? in[qlinear ? 5 : 3] : NULL;
+    int64_t N = B->rank == 1 ? 1 : B->dims[B->rank - 1];
+    const kiln_tensor *bs = qlinear ? in[4] : NULL;
+    bool per_col_ok = (!bz || count_of(bz) == 1 || (bz->rank == 1 && bz->dims[0] == N)) &&
+                      (!bs || count_of(bs) == 1 || (bs->rank == 1 && bs->dims[0] == N));
+    if (count_of(az) != 1 || !per_col_ok || (qlinear && (count_of(in[1]) != 1 || count_of(in[6]) != 1 || count_of(in[7]) != 1)))
+        return kiln_node_error(n, KILN_STATUS_UNSUPPORTED, "scales or zero points neither per tensor nor per column of B");
+    for (int k = 1; k < n->n_declared; k++)
+        if (k != (qlinear ? 3 : 1) && in[k] && !in[k]->data) return kiln_node_error(n, KILN_STATUS_UNSUPPORTED, "input %d has no data", k);
+    st->bq = malloc(sizeof(float) * (size_t)count_of(B));
+    st->n_mult = bs && count_of(bs) > 1 ? N : 1;
+    st->mult = malloc(sizeof(float) * (size_t)st->n_mult);
+    if (!st->bq || !st->mult) return kiln_node_error(n, KILN_STATUS_OUT_OF_MEMORY, "int8 matmul state");
+    st->bmax = kiln_cpu_q8_to_float(B, bz, true, st->bq);
+    if (qlinear) {
+        float as = *(const float *)in[1]->data, ys = *(const float *)in[6]->data;
+        for (int64_t j = 0; j < st->n_mult; j++) st->mult[j] = (as * ((const float *)bs->data)[j]) / ys; /* in f32, as the reference */
+        st->zy = kiln_cpu_q8_at(in[7], 0);
+        st->lo = out->dtype == KILN_DTYPE_U8 ? 0 : -128;
+        st->hi = out->dtype == KILN_DTYPE_U8 ? 255 : 127;
+    }
+    kiln_tensor views[2] = {kiln_cpu_float_view(A, NULL), kiln_cpu_float_view(B, NULL)};
+    kiln_tensor *vin[2] = {&views[0], &views[1]};
+    dnnl_memory_desc_t a, b, y;
+    KILN_TRY(matmul_mds(n, vin, &a, &b, NULL, &y));
+    dnnl_matmul_desc_t md;
+    KILN_TRY(kiln_dnnl_check(dnnl_matmul_desc_init(&md, &a, &b, NULL, &y), n, "matmul"));
+    dnnl_primitive_attr_t attr;
+    KILN_TRY(kiln_dnnl_attr(n, NULL, &attr));
+    dnnl_primitive_desc_t pd;
+    kiln_status s = kiln_dnnl_check(dnnl_primitive_desc_create(&pd, &md, attr, kiln_dnnl_engine(), NULL), n, "matmul");
+    dnnl_primitive_attr_destroy(attr);
+    if (s != KILN_STATUS_OK) return s;
+    static const int ids[] = {DNNL_ARG_SRC, DNNL_ARG_WEIGHTS, DNNL_ARG_DST};
+    s = kiln_dnnl_prim_create(&st->prim, pd, ids, 3, n);
+    dnnl_primitive_desc_destroy(pd);
+    return s;
+}
+
+static kiln_status qmm_run(const kiln_node *n, void **state, void (**state_free)(void *), kiln_tensor *const *in,
+                           kiln_tensor *out) {
+    mm_state *st = kiln_cpu_state(n, state, state_free, sizeof *st, mm_clear);
+    if (!st) return KILN_STATUS_OUT_OF_MEMORY;
+    if (!kiln_dnnl_engine()) return KILN_STATUS_RUNTIME_ERROR;
+    bool qlinear = n->op == KILN_OP_QLinearMatMul;
+    /* scales and zero points (MatMulInteger: its zero points) are part of the prepared state */
+    st->cache.value_inputs = qlinear ? (1u << 1 | 1u << 2 | 1u << 4 | 1u << 5 | 1u << 6 | 1u << 7) : (1u << 2 | 1u << 3);
+    KILN_TRY(kiln_cpu_prepare(st, qmm_build, n, in, &out[0]));
+    const kiln_tensor *A = in[0], *B = in[qlinear ? 3 : 1];
+    const kiln_tensor *az = n->n_declared > 2 ? in[2] : NULL, *bz = n->n_declared > (qlinear ? 5 : 3) ? in[qlinear ? 5 : 3] : NULL;
+    if (!(B->flags & KILN_TENSOR_CONSTANT)) st->bmax = kiln_cpu_q8_to_float(B, bz, true, st->bq);
+    int64_t na = kiln_shape_count(A->rank, A->dims), ny = kiln_shape_count(out[0].rank, out[0].dims);
+    int64_t K = A->dims[A->rank - 1];
+    float *af = kiln_cpu_scratch(KILN_CPU_SCRATCH_QIN, sizeof(float) * (size_t)na, n);
+    float *acc = kiln_cpu_scratch(KILN_CPU_SCRATCH_QOUT, sizeof(float) * (size_t)ny, n);
+    if (!af || !acc) return KILN_STATUS_OUT_OF_MEMORY;
+    float amax = kiln_cpu_q8_to_float(A, az, false, af);
+    /* MatMulInteger's int32 output must be the exact sum: every partial sum below 2^24 */
+    if (!qlinear && (double)K * amax * st->bmax >= 16777216.0)
+        return kiln_node_error(n, KILN_STATUS_UNSUPPORTED, "sums may pass 2^24 (K %lld, max |A| %g, max |B| %g)", (long long)K,
+                               (double)amax, (double)st->bmax);
+    kiln_dnnl_prim_set(&st->prim, DNNL_ARG_SRC, af);
+    kiln_dnnl_prim_set(&st->prim, DNNL_ARG_WEIGHTS, st->bq);
+    kiln_dnnl_prim_set(&st->prim, DNNL_ARG_DST, acc);
+    KILN_TRY(kiln_dnnl_prim_execute(&st->prim, n));
+    if (!qlinear) {
+        int32_t *y = out[0].data;
+        for (int64_t i = 0; i < ny; i++) y[i] = (int32_t)acc[i];
+        return KILN_STATUS_OK;
+    }
+    int64_t cols = st->n_mult;
+    for (int64_t i = 0; i < ny; i++) {
+        int64_t q = seq_requantize((double)acc[i] * st->mult[cols > 1 ? i % cols : 0], st->zy, st->lo, st->hi);
+        if (out[0].dtype == KILN_DTYPE_U8) ((uint8_t *)out[0].data)[i] = (uint8_t)q;
+        else ((int8_t *)out[0].data)[i] = (int8_t)q;
+    }
+    return KILN_STATUS_OK;
+}
+
 void kiln_cpu_register_dnnl_matmul(kiln_cpu_op *t) {
+    t[KILN_OP_QLinearMatMul] = (kiln_cpu_op){.supports = qmm_supports, .run = qmm_run, .kernel = "onednn"};
+    t[KILN_OP_MatMulInteger] = (kiln_cpu_op){.supports = qmm_supports, .run = qmm_run, .kernel = "onednn"};
     kiln_cpu_op op = {.supports = matmul_supports, .run = mm_run, .kernel = "onednn"};
     t[KILN_OP_MatMul] = op;
     t[KILN_OP_Gemm] = op;
