@@ -12,11 +12,13 @@
  * with saturation (measured on AVX2: wrong once |w| > 64), which the reference never does.
  *
  * Layouts: the weights take whatever layout oneDNN picks for speed ("any"), reordered once per
- * context for constant weights. X and Y are kiln's plain (N, C, spatial...) tensors; a 1x1
- * ungrouped convolution runs on them as they are (a GEMM), every other one lets oneDNN choose
- * the layouts too (channel-blocked, its direct JIT kernels) and reorders X in and Y out through
- * this thread's scratch: measured on AVX2, about twice as fast for 3x3 kernels, reorders
- * included, while 1x1 kernels gain nothing.
+ * context for constant weights. X and Y are kiln's plain (N, C, spatial...) tensors; oneDNN
+ * chooses the primitive's own layouts too (channel-blocked, its direct JIT kernels) and X is
+ * reordered in and Y out through this thread's scratch. Measured on AVX2 (one thread), that is
+ * about twice as fast for 3x3 kernels, reorders included. 1x1 kernels would be 5-10% faster as
+ * a GEMM on the plain layout, but the GEMM's edge tiles sum some output channels in another
+ * order than the rest: every channel computed alike keeps equal channels equal (the onnx
+ * "light" models, whose 1e31-sized equal logits a softmax turns into 1/1000 each, rely on it).
  * Tested by tests/models/test_cpu_kernels.py and the conformance suite (test_conv*). */
 #include "dnnl_common.h"
 
@@ -53,11 +55,6 @@ static void conv_clear(void *v) {
     st->wq = st->mult = NULL;
 }
 
-/* Blocked layouts pay off unless the convolution is 1x1 and ungrouped (see the top). */
-static bool wants_blocked(const kiln_node *n, const kiln_tensor *W) {
-    const kiln_conv_params *p = n->params;
-    return p->group > 1 || kiln_nn_prod(W->dims, 2, W->rank) > 1;
-}
 
 static bool conv_supports(const kiln_node *n, kiln_tensor *const *in, const kiln_tensor *out) {
     if (n->n_declared < 2 || n->n_declared > 3) return false;
@@ -129,8 +126,8 @@ static kiln_status conv_make(conv_state *st, const kiln_node *n, const kiln_tens
     KILN_TRY(conv_geometry(n, X, W, B, out, &g));
     dnnl_memory_desc_t w_any, src = g.src, dst = g.dst;
     dnnl_status_t ds = kiln_dnnl_any(&w_any, &g.w_have);
-    if (ds == dnnl_success && wants_blocked(n, W)) ds = kiln_dnnl_any(&src, &g.src);
-    if (ds == dnnl_success && wants_blocked(n, W)) ds = kiln_dnnl_any(&dst, &g.dst);
+    if (ds == dnnl_success) ds = kiln_dnnl_any(&src, &g.src);
+    if (ds == dnnl_success) ds = kiln_dnnl_any(&dst, &g.dst);
     KILN_TRY(kiln_dnnl_check(ds, n, "convolution descriptors"));
     const dnnl_memory_desc_t *bias = B ? &g.bias : NULL;
     union {
