@@ -7,12 +7,13 @@
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
-cmake -S . -B build-gpu -G Ninja -DCMAKE_BUILD_TYPE=Release -DKILN_WERROR=ON -DKILN_CUDA=ON >/dev/null
-cmake --build build-gpu -j "$(nproc)" --target kiln_cli
+cmake -S . -B build-gpu -G Ninja -DCMAKE_BUILD_TYPE=Release -DKILN_WERROR=ON -DKILN_CUDA=ON -DKILN_CAIRO=OFF >/dev/null
+cmake --build build-gpu -j "$(nproc)" --target kiln_cli gemm_check
 dist=build-gpu/dist
 rm -rf "$dist"
 mkdir -p "$dist/lib"
 cp build-gpu/kiln "$dist/kiln.bin"
+cp build-gpu/tests/gemm_check "$dist/gemm_check"
 for lib in libcjson.so.1 libprotobuf-c.so.1 libzip.so.4 libstb.so.0 libbz2.so.1.0; do
   src=$(ldd build-gpu/kiln | awk -v l="$lib" '$1 == l {print $3}')
   [ -n "$src" ] && cp -L "$src" "$dist/lib/"

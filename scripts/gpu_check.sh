@@ -26,9 +26,18 @@ step() { echo "== $* ($(date -u +%H:%M:%S))" | tee -a "$log"; }
   echo "commit $(cat "$KILN_BUILD_DIR/COMMIT" 2>/dev/null)"; } 2>&1 | tee -a "$log"
 
 if want ops; then
+  if [ -x "$KILN_BUILD_DIR/gemm_check" ]; then
+    step "gemm family node checks (tests/cuda/gemm_check.c)"
+    LD_LIBRARY_PATH="$KILN_BUILD_DIR/lib:/usr/local/cuda/lib64" "$KILN_BUILD_DIR/gemm_check" 2>&1 | tail -15 | tee -a "$log" || rc=1
+  fi
   step "op suite (tests/gpu/test_gpu_ops.py)"
   python3 -m pytest -q -p no:cacheprovider -n "$((jobs / 2))" tests/gpu/test_gpu_ops.py -rA 2>&1 \
     | grep -v "^PASSED" | tee -a "$log" | tail -40 || rc=1
+fi
+if want models; then
+  step "model suites as CUDA engines"
+  KILN_BUILD_ARGS="--device cuda" python3 -m pytest -q -p no:cacheprovider -n "$((jobs / 2))" \
+    tests/models/test_onnx_light.py tests/models/test_ort_parity.py 2>&1 | tail -25 | tee -a "$log" || rc=1
 fi
 if want conformance; then
   step "node conformance: CPU engines"
@@ -38,11 +47,6 @@ if want conformance; then
     --json "$OUT/conf_gpu.json" > "$OUT/conf_gpu.txt" 2>&1
   tail -2 "$OUT/conf_gpu.txt" | tee -a "$log"
   python3 tests/gpu/conformance_diff.py "$OUT/conf_cpu.json" "$OUT/conf_gpu.json" 2>&1 | tee -a "$log" || rc=1
-fi
-if want models; then
-  step "model suites as CUDA engines"
-  KILN_BUILD_ARGS="--device cuda" python3 -m pytest -q -p no:cacheprovider -n "$((jobs / 2))" \
-    tests/models/test_onnx_light.py tests/models/test_ort_parity.py 2>&1 | tail -25 | tee -a "$log" || rc=1
 fi
 if want bench; then
   step "benchmarks (bench/gpu_bench.py)"

@@ -41,6 +41,7 @@ static const struct {
 } commands[] = {
     {"build", cmd_build, "optimize an ONNX model into a .kiln engine (profiles, precisions, memory plan)"},
     {"calibrate", cmd_calibrate, "run an ONNX model over calibration data and write its INT8 calibration cache"},
+    {"compare", cmd_compare, "compare a model's outputs with an engine's (errors, cosine, NaN, contracts, streaming state)"},
     {"inspect", cmd_inspect, "show an engine's layers, fusions, kernels, precisions, profiles and memory"},
     {"run", cmd_run, "run a model or engine on inputs from .npy/.npz files and print or save its outputs"},
     {"bench", cmd_bench, "time an engine: throughput, latency percentiles, per-layer profile, --streams, --json"},

@@ -455,6 +455,8 @@ kiln_status kiln_builder_build(const kiln_builder_t *b, const kiln_model_t *m, k
     }
 #ifdef KILN_HAVE_CUDA
     if (gpu && (s = gpu_finish(b, e)) != KILN_STATUS_OK) goto fail;
+#else
+    (void)gpu; /* refused by kiln_builder_set_device in a build without CUDA */
 #endif
     scales_free(&scales);
     free(fp32_nodes);

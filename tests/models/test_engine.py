@@ -102,9 +102,13 @@ def test_dynamic_input_needs_a_profile(tmp_path):
     assert not (tmp_path / "x.kiln").exists()
 
 
-def test_reduced_precision_refused_clearly(tmp_path):
-    msg = kiln_fails("build", TINY, "-o", tmp_path / "x.kiln", "--shapes", "image:1x3x32x32", "--fp16")
-    assert "unsupported" in msg and "fp16" in msg
+def test_precision_and_device_errors(tmp_path):
+    msg = kiln_fails("build", TINY, "-o", tmp_path / "x.kiln", "--shapes", "image:1x3x32x32", "--fp16", "--bf16")
+    assert "fp16" in msg and "bf16" in msg
+    # this machine has no GPU: a CUDA build says so, a CPU-only build says it has no CUDA backend
+    msg = kiln_fails("build", TINY, "-o", tmp_path / "x.kiln", "--shapes", "image:1x3x32x32", "--device", "cuda")
+    assert "unsupported" in msg and ("GPU" in msg or "CUDA" in msg), msg
+    assert not (tmp_path / "x.kiln").exists()
 
 
 def section_table(data: bytes):

@@ -191,8 +191,8 @@ def test_usage_errors(setup, tmp_path):
     r = kiln("build", s["model"], "-o", tmp_path / "x.kiln", "--int8", "--calib", s["d"] / "calib.npz",
              "--calib-method", "bogus", ok=False)
     assert "entropy" in r.stderr
-    r = kiln("build", s["model"], "-o", tmp_path / "x.kiln", "--fp16", ok=False)
-    assert "unsupported" in r.stderr and "fp16" in r.stderr
+    r = kiln("build", s["model"], "-o", tmp_path / "x.kiln", "--fp16", "--bf16", ok=False)
+    assert "one of fp16 and bf16" in r.stderr
     old = cnn(tmp_path / "old.onnx", opset=11)
     r = kiln("build", old, "-o", tmp_path / "x.kiln", "--shapes", s["shapes"], "--int8", "--calib", s["d"] / "calib.npz",
              ok=False)

@@ -1,0 +1,34 @@
+/* elementwise_host.h — what the elementwise family's two host files share: elementwise.c (math,
+ * activations, broadcasting ops, Where, Clip, the fused activation) and elementwise_convert.c
+ * (Cast, CastLike, BitCast, QuantizeLinear, DequantizeLinear, DynamicQuantizeLinear, Dropout).
+ * Private to those files. */
+#ifndef KILN_CUDA_ELEMENTWISE_HOST_H
+#define KILN_CUDA_ELEMENTWISE_HOST_H
+
+#include "cuda_backend.h"
+#include "kernels_elementwise.h"
+
+/* The node's fused activation for the kernels (kind 0 when none or when out is not a float). */
+kiln_cuda_act kiln_ew_act(const kiln_node *n, kiln_dtype out);
+
+/* NULL when every present input and output has a dtype the kernels handle and a rank of at
+ * most KILN_CUDA_MAX_RANK; else the reason. */
+const char *kiln_ew_supports_dtypes(const kiln_node *n, kiln_tensor *const *in, const kiln_tensor *out);
+
+/* For ops whose kernels do not fuse the activation: applies node->act to out[0] (if any). */
+kiln_status kiln_ew_finish_act(kiln_cuda_run *r, const kiln_node *n, kiln_tensor *out);
+
+/* Present input i (declared and not omitted), else NULL. */
+static inline const kiln_tensor *kiln_ew_input(const kiln_node *n, kiln_tensor *const *in, int i) {
+    return i < n->n_declared ? in[i] : NULL;
+}
+
+/* True when output j is wanted and placed. */
+static inline bool kiln_ew_output_used(const kiln_node *n, const kiln_tensor *out, int j) {
+    return j < n->n_outputs && n->outputs[j] >= 0 && out[j].data != NULL;
+}
+
+/* Registers Cast, CastLike, BitCast, the quantization ops and Dropout (elementwise_convert.c). */
+void kiln_cuda_register_elementwise_convert(kiln_cuda_op *table);
+
+#endif /* KILN_CUDA_ELEMENTWISE_HOST_H */
