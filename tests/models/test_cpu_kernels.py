@@ -207,6 +207,7 @@ def norm_eltwise_family(g: Graph):
     g.output(g.node("Mul", [g.const(np.float32(0.37)), g.input((4, 11))], fast="mul_scalar_first"), "mul_scalar_first")
     g.output(g.node("Sub", [g.input((2, 3, 4, 5)), g.input((3, 1, 5))], fast="sub_bcast"), "sub_bcast")
     g.output(g.node("Div", [g.input((6, 7)), g.input((7,), positive=True)], fast="div_row"), "div_row")
+    g.output(g.node("Sum", [g.input((5, 1, 9)), g.input((3, 5, 4, 9))], fast="sum_two"), "sum_two")
     for op, attrs in [("Relu", {}), ("LeakyRelu", dict(alpha=0.21)), ("Sigmoid", {}), ("Tanh", {}), ("Exp", {}),
                       ("Abs", {}), ("HardSwish", {}), ("Gelu", {})]:
         name = "u_" + op.lower()

@@ -1,5 +1,5 @@
 /* dnnl_eltwise.c — element-wise ops and Transpose through oneDNN, f32 on kiln's plain tensors:
- *   Add, Sub, Mul, Div: the binary primitive (numpy broadcasting where A has the output's
+ *   Add, Sub, Mul, Div, and Sum of two inputs: the binary primitive (numpy broadcasting where A has the output's
  *     shape; for Add and Mul also where B has it, the operands swapped). Each result is the f32
  *     operation correctly rounded, as the reference kernel's double result rounded to f32.
  *   Relu, LeakyRelu, Sigmoid, Tanh, HardSwish, Gelu, Exp, Abs, Sqrt: the eltwise primitive.
@@ -49,11 +49,11 @@ static dnnl_status_t lifted_md(dnnl_memory_desc_t *md, const kiln_tensor *t, int
 
 static kiln_status binary_build(void *state, const kiln_node *n, kiln_tensor *const *in, const kiln_tensor *out) {
     elt_state *st = state;
-    bool commutes = n->op == KILN_OP_Add || n->op == KILN_OP_Mul;
+    bool commutes = n->op == KILN_OP_Add || n->op == KILN_OP_Mul || n->op == KILN_OP_Sum;
     st->swapped = !same_dims(in[0], out) && same_dims(in[1], out) && commutes;
     const kiln_tensor *s0 = in[st->swapped ? 1 : 0], *s1 = in[st->swapped ? 0 : 1];
     if (!same_dims(s0, out)) return kiln_node_error(n, KILN_STATUS_UNSUPPORTED, "its first operand is broadcast");
-    dnnl_alg_kind_t alg = n->op == KILN_OP_Add ? dnnl_binary_add : n->op == KILN_OP_Sub ? dnnl_binary_sub
+    dnnl_alg_kind_t alg = n->op == KILN_OP_Add || n->op == KILN_OP_Sum ? dnnl_binary_add : n->op == KILN_OP_Sub ? dnnl_binary_sub
                           : n->op == KILN_OP_Mul ? dnnl_binary_mul : dnnl_binary_div;
     dnnl_memory_desc_t a, b, y;
     dnnl_status_t ds = lifted_md(&a, s0, out->rank);
@@ -189,7 +189,7 @@ static kiln_status transpose_run(const kiln_node *n, void **state, void (**state
 void kiln_cpu_register_dnnl_eltwise(kiln_cpu_op *t) {
     kiln_cpu_op bin = {.supports = binary_supports, .run = binary_run, .kernel = "onednn"};
     kiln_cpu_op un = {.supports = unary_supports, .run = unary_run, .kernel = "onednn"};
-    static const int binary_ops[] = {KILN_OP_Add, KILN_OP_Sub, KILN_OP_Mul, KILN_OP_Div};
+    static const int binary_ops[] = {KILN_OP_Add, KILN_OP_Sub, KILN_OP_Mul, KILN_OP_Div, KILN_OP_Sum};
     static const int unary_ops[] = {KILN_OP_Relu, KILN_OP_LeakyRelu, KILN_OP_Sigmoid, KILN_OP_Tanh, KILN_OP_HardSwish,
                                     KILN_OP_Gelu, KILN_OP_Exp, KILN_OP_Abs, KILN_OP_Sqrt};
     for (size_t i = 0; i < sizeof binary_ops / sizeof *binary_ops; i++) t[binary_ops[i]] = bin;
