@@ -114,7 +114,7 @@ static kiln_status matmul_mds(const kiln_node *n, kiln_tensor *const *in, dnnl_m
 static kiln_status gemm_mds(mm_state *st, const kiln_node *n, kiln_tensor *const *in, const kiln_tensor *out,
                             dnnl_memory_desc_t *a, dnnl_memory_desc_t *b, dnnl_memory_desc_t *bias, dnnl_memory_desc_t *y) {
     const kiln_matmul_params *p = n->params;
-    const kiln_tensor *A = in[0], *B = in[1], *C = n->n_declared > 2 ? in[2] : NULL;
+    const kiln_tensor *A = in[0], *C = n->n_declared > 2 ? in[2] : NULL;
     int64_t M = out->dims[0], N = out->dims[1], K = A->dims[p->trans_a ? 0 : 1];
     int64_t ad[2] = {M, K}, bd[2] = {K, N}, yd[2] = {M, N}, zd[2] = {1, N};
     dnnl_status_t s = matrix_md(a, 2, ad, p->trans_a);
