@@ -9,7 +9,14 @@
  *
  * Families fill their entries in kiln_cpu_register_<family>; registry.c calls them once. The
  * oneDNN families (dnnl_*.c, built with KILN_HAVE_DNNL) use oneDNN's C API; without oneDNN the
- * table is empty and the reference kernels run everything.
+ * table is empty and the reference kernels run everything:
+ *   dnnl_conv.c     Conv, ConvTranspose (f32), QLinearConv (8-bit, exact-integer f32 products)
+ *   dnnl_matmul.c   MatMul, Gemm, kiln.FusedMatMul (f32), QLinearMatMul, MatMulInteger
+ *   dnnl_pool.c     MaxPool (f32, 8-bit), AveragePool, GlobalAveragePool, GlobalMaxPool
+ *   dnnl_norm.c     Softmax, LogSoftmax, LayerNormalization
+ *   dnnl_eltwise.c  Add, Sub, Mul, Div, Sum of two, Relu, LeakyRelu, Sigmoid, Tanh, HardSwish,
+ *                   Gelu, Exp, Abs, Sqrt, Transpose
+ *   dnnl_common.c   engine, errors, descriptors, post-ops, per-node state, per-thread scratch
  *
  * What a kernel gets: tensors in host memory, dtypes and dims known; out[0..] are already
  * placed (arena, or the caller's buffer for a graph output), so a kernel only writes
