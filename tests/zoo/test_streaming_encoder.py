@@ -13,6 +13,8 @@ harness of test_zoo.py:
 - INT8: an engine calibrated (percentile) on streamed states (ONNX Runtime's caches after each chunk,
   so the caches are realistic, not random) runs 60 closed-loop chunks against the FP32 reference:
   cosine of every float output >= 0.999 at every chunk, contracts held; the worst cosine is reported.
+- Short chunks (length below T: masked padding, fewer than 2 frames out) with random, partly valid
+  caches: the reference backend and the engine against ONNX Runtime, one chunk at a time.
 
 The test files' random seed is fresh each run and printed. Results go to $KILN_ZOO_RESULTS
 (zoo/report.py: the model's INT8 column and its extra check).
@@ -184,3 +186,33 @@ def test_int8_closed_loop(stream, tmp_path):
     record({"model": SPEC["name"], "int8": "ok", "int8_cosine": worst})
     print(json.dumps({"int8_cosine": cos, "int8_slope_max_abs": slopes}))
     assert report["pass"], f"INT8 closed loop: worst cosine {worst} < 0.999 at some chunk ({cos})"
+
+
+def test_short_chunks_and_partial_caches(tmp_path):
+    """Chunks whose length is below T (padded frames masked out of attention and the conv, fewer
+    than V frames out, lengths by float arithmetic) with random, partly valid caches: the ONNX model
+    on the reference backend and the profile's engine against ONNX Runtime, one chunk at a time."""
+    import onnxruntime as ort
+    sess = ort.InferenceSession(str(MODEL), providers=["CPUExecutionProvider"])
+    engine = tmp_path / "fp32.kiln"
+    kiln("build", MODEL, "-o", engine, *profile_args())
+    rng = np.random.default_rng(SEED)
+    for t, n, cache_len in [(T_NEXT, 1, 0), (T_NEXT, 9, 3), (T_FIRST, 15, CACHE_SIZE - 1), (T_FIRST, 301, CACHE_SIZE)]:
+        feeds = {"audio_signal": rng.standard_normal((1, 128, t)).astype(np.float32), "length": np.array([n], np.int64),
+                 "cache_last_channel": rng.uniform(-2, 2, CACHES["cache_last_channel"]).astype(np.float32),
+                 "cache_last_time": rng.uniform(-1, 1, CACHES["cache_last_time"]).astype(np.float32),
+                 "cache_last_channel_len": np.array([cache_len], np.int64)}
+        want = dict(zip([o.name for o in sess.get_outputs()], sess.run(None, feeds)))
+        frames = n
+        for _ in range(3):
+            frames = frames // 2 + 1
+        assert want["encoded_lengths"][0] == min(frames, VALID_OUT)
+        for target in (MODEL, engine):
+            run, got = kilnrun.run_model(target, feeds, tmp_path)
+            assert run.kind == "ok", f"{target.name}, T {t}, length {n}: {run.message}"
+            for name, w in want.items():
+                if w.dtype.kind in "iu":
+                    assert np.array_equal(got[name], w), f"{target.name}, T {t}, length {n}: {name} {got[name]} != {w}"
+                else:
+                    err = float(np.abs(got[name].astype(np.float64) - w).max())
+                    assert err <= 1e-5, f"{target.name}, T {t}, length {n}, cache_len {cache_len}: {name} max err {err}"
