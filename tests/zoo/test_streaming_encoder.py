@@ -42,7 +42,6 @@ T_FIRST, T_NEXT = 592, 584          # seed 002: the first chunk, and every later
 VALID_OUT = 2                        # the seed's valid_out_len: frames out (and into the cache) per chunk
 STATE = [("cache_last_channel_out", "cache_last_channel"), ("cache_last_time_out", "cache_last_time"),
          ("cache_last_channel_len_out", "cache_last_channel_len")]
-MISMATCH = 3                         # kiln compare's exit status for a failed comparison
 SEED = int.from_bytes(os.urandom(4), "little")
 
 
