@@ -33,6 +33,21 @@ def seed_everything(seed: int) -> None:
     np.random.seed(seed)
 
 
+def reinit_projections(model: torch.nn.Module, gain: float = 1.0) -> None:
+    """Redraws every Linear / Conv1d / Conv2d weight (and MultiheadAttention's packed input
+    projection) from N(0, gain^2 / fan_in), the variance-keeping scale. Pretraining inits
+    (CLIP's and Whisper's std 0.02) make a random network's output nearly independent of its
+    input (constant tokens, positions and biases dominate), and then any engine, however
+    wrong its input-dependent part, reaches a high cosine against the reference."""
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, (torch.nn.Linear, torch.nn.Conv1d, torch.nn.Conv2d)):
+                fan_in = m.weight[0].numel()
+                m.weight.normal_(0.0, gain / fan_in ** 0.5)
+            if isinstance(m, torch.nn.MultiheadAttention) and m.in_proj_weight is not None:
+                m.in_proj_weight.normal_(0.0, gain / m.embed_dim ** 0.5)
+
+
 def perturb_vectors(model: torch.nn.Module, std: float = 0.1) -> None:
     """Adds N(0, std) noise to every 1-D parameter (biases, norm scales and shifts). Their
     initialisations are 0 and 1; the exporter then shares the identical initializers, and kiln's
@@ -90,6 +105,17 @@ def check_against_torch(model: torch.nn.Module, args: tuple, input_names: list[s
         err = float(np.abs(a - b).max())
         print(f"  {o.name:24s} {list(g.shape)}  ORT vs torch: cosine {cos:.8f}, max abs err {err:.2e}")
         assert cos >= rtol_cos, f"{path}: {o.name} ORT vs torch cosine {cos}"
+
+
+def report_sensitivity(model: torch.nn.Module, args_a: tuple, args_b: tuple, output_names: list[str]) -> None:
+    """Prints, per output, the cosine between the outputs for two different inputs: near 1 means
+    the output hardly depends on the input, and cosine bounds on it prove little."""
+    with torch.no_grad():
+        ya, yb = model(*args_a), model(*args_b)
+    ya, yb = (ya,) if isinstance(ya, torch.Tensor) else ya, (yb,) if isinstance(yb, torch.Tensor) else yb
+    for name, a, b in zip(output_names, ya, yb):
+        a, b = a.double().ravel(), b.double().ravel()
+        print(f"  {name:24s} input sensitivity: cosine between two inputs' outputs {float(a @ b / (a.norm() * b.norm())):.4f}")
 
 
 def describe(path: Path) -> None:

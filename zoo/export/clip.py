@@ -57,8 +57,10 @@ def main():
     cfg, res, length = config(a.size)
     cfg._attn_implementation = "sdpa"
     clip = CLIPModel(cfg)
-    # post_init draws weights with CLIP's own init (small normals, LayerNorms at 1 and 0, zero
-    # biases): make the 1-D parameters random too so that scales and biases are tested.
+    # CLIP's own init (std 0.02, LayerNorms at 1 and 0, zero biases) leaves the image embedding
+    # nearly independent of the image: variance-keeping projections and random 1-D parameters
+    # instead, so that the inputs matter and scales and biases are tested.
+    tx.reinit_projections(clip)
     tx.perturb_vectors(clip, 0.1)
     model = ClipOutputs(clip).eval()
     # two images and three texts: torch.export would specialise dims of size 1, and unequal
@@ -71,6 +73,8 @@ def main():
     tx.export(model, (x, ids), INPUTS, OUTPUTS, out, opset, dynamic_axes=dyn, dynamo=opset > 20)
     tx.describe(out)
     tx.check_against_torch(model, (x, ids), INPUTS, out)
+    ids2 = torch.randint(0, cfg.text_config.vocab_size, ids.shape, dtype=torch.int64)
+    tx.report_sensitivity(model, (x, ids), (torch.rand_like(x) * 2 - 1, ids2), OUTPUTS)
 
 
 if __name__ == "__main__":

@@ -26,7 +26,9 @@ def build(size: str) -> tuple[torch.nn.Module, int]:
         model, res = VisionTransformer(image_size=32, patch_size=8, num_layers=2, num_heads=2, hidden_dim=64,
                                        mlp_dim=128, num_classes=10), 32
     # torchvision starts the head and the class token at zero (for fine-tuning), LayerNorms at
-    # 1 and 0: random instead, or every logit is 0 and no scale or bias is tested.
+    # 1 and 0: random instead, or every logit is 0 and no scale or bias is tested; and
+    # variance-keeping projections, so that the logits depend on the image.
+    tx.reinit_projections(model)
     tx.perturb_vectors(model, 0.1)
     with torch.no_grad():
         torch.nn.init.normal_(model.heads.head.weight, std=model.hidden_dim ** -0.5)
@@ -47,6 +49,7 @@ def main():
               dynamic_axes={"pixel_values": {0: "batch"}, "logits": {0: "batch"}}, dynamo=opset > 20)  # TorchScript stops at opset 20
     tx.describe(out)
     tx.check_against_torch(model, (x,), ["pixel_values"], out)
+    tx.report_sensitivity(model, (x[:1],), (torch.rand_like(x[:1]) * 2 - 1,), ["logits"])
 
 
 if __name__ == "__main__":
