@@ -4,11 +4,14 @@
  *     [s = Add(s, mask)]                    float mask of Q's dtype, last dim = Skv, s's shape kept
  *     p = Softmax(s)                        over the last axis
  *     y = MatMul(p, V)                      V = (B, H, Skv, Dv)
- * becomes Attention(Q, K, V[, mask]; scale = c or 1/c or 1) writing y (ONNX opset 23; the pass
+ * Q and Kt may each be scaled the same way before the product (Mul(Q, a), Mul(Kt, b), read only
+ * by it), as torch's TorchScript exporter writes scaled_dot_product_attention (a = b = sqrt of
+ * the scale); the factors multiply into the scale.
+ * becomes Attention(Q, K, V[, mask]; scale = c or 1/c or 1, times a and b) writing y (ONNX opset 23; the pass
  * does nothing at older opsets, see passes.h). K = (B, H, Skv, D) is Kt's producer Transpose
  * with its last two perm entries swapped (nothing at all when that is the identity), or a new
  * Transpose of Kt. Q, K and V must agree on B and H (equal known dims or the same symbol).
- * Not recognised: scaling applied to Q and K before the product, boolean masks through Where,
+ * Not recognised: scaling of Q or K further up (before their Reshape / Transpose), boolean masks through Where,
  * and 3-D (B, S, H*D) layouts. Tested by tests/models/test_passes.py. */
 #include "../ops/reduce_internal.h"
 #include "../ops/shape_internal.h"
@@ -20,7 +23,7 @@
 static bool same_dim(int64_t a, int64_t b) { return a == b && a != KILN_DIM_UNKNOWN; }
 
 typedef struct attn_match {
-    int nodes[8], nn;
+    int nodes[10], nn;
     int q, kt, v, mask, y;
     double scale;
     int tr;          /* Kt's producer Transpose, or -1 */
@@ -37,6 +40,26 @@ static bool leads_to_qk(const pass_ctx *c, int v) {
     for (int side = 0; side < 2; side++)
         if (pass_const_count(c->g, n->inputs[1 - side]) == 1 && pc_prod_op(c, n->inputs[side], KILN_OP_MatMul) >= 0) return true;
     return false;
+}
+
+/* v = Mul(x, k) | Mul(k, x) | Div(x, k), k a positive finite constant scalar of rank at most x's
+ * (v keeps x's shape): that node, with x in *x and the factor (k or 1/k) in *f; else -1. */
+static int const_scaling(const pass_ctx *c, int v, int *x, double *f) {
+    int n = pc_prod_op(c, v, KILN_OP_Mul);
+    if (n < 0) n = pc_prod_op(c, v, KILN_OP_Div);
+    if (n < 0 || c->g->nodes[n].n_declared != 2) return -1;
+    const kiln_node *sn = &c->g->nodes[n];
+    bool div = sn->op == KILN_OP_Div;
+    for (int side = 1; side >= (div ? 1 : 0); side--) {
+        int kc = sn->inputs[side], other = sn->inputs[1 - side];
+        double k;
+        if (!pass_const_scalar(c->g, kc, &k) || !(k > 0) || !isfinite(k)) continue;
+        if (c->g->values[kc].type.rank > c->g->values[other].type.rank) continue;
+        *x = other;
+        *f = div ? 1.0 / k : k;
+        return n;
+    }
+    return -1;
 }
 
 static bool match(const pass_ctx *c, int mi, attn_match *m) {
@@ -75,15 +98,10 @@ static bool match(const pass_ctx *c, int mi, attn_match *m) {
         if (m->mask < 0 || !pass_same_shape(g, g->nodes[add].outputs[0], s)) return false;
         m->nodes[m->nn++] = add;
     }
-    int sc = pc_prod_op(c, s, KILN_OP_Mul);
-    if (sc < 0) sc = pc_prod_op(c, s, KILN_OP_Div);
+    int unscaled;
+    int sc = const_scaling(c, s, &unscaled, &m->scale);
     if (sc >= 0) {
-        const kiln_node *sn = &g->nodes[sc];
-        int side = sn->op == KILN_OP_Div ? 1 : pass_const_count(g, sn->inputs[1]) == 1 ? 1 : 0;
-        double k;
-        if (!pass_const_scalar(g, sn->inputs[side], &k) || !(k > 0) || !isfinite(k)) return false;
-        m->scale = sn->op == KILN_OP_Div ? 1.0 / k : k;
-        s = sn->inputs[1 - side];
+        s = unscaled;
         m->nodes[m->nn++] = sc;
     }
     int qk = pc_prod_op(c, s, KILN_OP_MatMul);
@@ -91,6 +109,16 @@ static bool match(const pass_ctx *c, int mi, attn_match *m) {
     m->nodes[m->nn++] = qk;
     m->q = g->nodes[qk].inputs[0];
     m->kt = g->nodes[qk].inputs[1];
+    /* Q and Kt scaled before the product (read by it alone): the factors join the scale. */
+    for (int side = 0; side < 2; side++) {
+        int *v = side ? &m->kt : &m->q;
+        double f;
+        int sn = pc_sole_reader(c, *v) == qk ? const_scaling(c, *v, &unscaled, &f) : -1;
+        if (sn < 0) continue;
+        m->scale *= f;
+        *v = unscaled;
+        m->nodes[m->nn++] = sn;
+    }
     /* Shapes: Q (B,H,Sq,D), Kt (B,H,D,Skv), V (B,H,Skv,Dv). */
     const kiln_tensor *q = &g->values[m->q].type, *kt = &g->values[m->kt].type, *v = &g->values[m->v].type;
     if (q->rank != 4 || kt->rank != 4 || v->rank != 4) return false;

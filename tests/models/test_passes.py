@@ -560,8 +560,13 @@ def test_gelu_fuse_negative(tmp_path):
 # ---- attention -----------------------------------------------------------------------------------
 
 def attention(g, q, k, v, *, k_layout="bhsd", scale="div", mask=None, d=8):
-    """softmax(q @ kT * scale + mask) @ v; k given as (B,H,S,D) ("bhsd") or (B,S,H,D) ("bshd")."""
+    """softmax(q @ kT * scale + mask) @ v; k given as (B,H,S,D) ("bhsd") or (B,S,H,D) ("bshd").
+    scale "qk": q and kT each times d^-1/4 before the product, as torch's TorchScript exporter
+    writes scaled_dot_product_attention (a [1]-shaped constant on kT, a scalar on q)."""
     kt = g.op("Transpose", k, perm=[0, 1, 3, 2] if k_layout == "bhsd" else [0, 2, 3, 1])
+    if scale == "qk":
+        q = g.op("Mul", q, g.const(np.array(d ** -0.25, np.float32)))
+        kt = g.op("Mul", kt, g.const(np.array([d ** -0.25], np.float32)))
     s = g.op("MatMul", q, kt)
     if scale == "div":
         s = g.op("Div", s, g.const(np.array(np.sqrt(d), np.float32)))
@@ -573,7 +578,7 @@ def attention(g, q, k, v, *, k_layout="bhsd", scale="div", mask=None, d=8):
 
 
 @pytest.mark.parametrize("k_layout", ["bhsd", "bshd"])
-@pytest.mark.parametrize("scale", ["div", "mul", "none"])
+@pytest.mark.parametrize("scale", ["div", "mul", "none", "qk"])
 @pytest.mark.parametrize("mask", ["none", "input", "const"])
 def test_attention_fuse(tmp_path, k_layout, scale, mask):
     g = Builder(23)
@@ -607,6 +612,17 @@ def test_attention_fuse_negative(tmp_path):
     g22.output(attention(g22, q, k, v))
     rep = check(tmp_path, g22)
     assert count(rep, "attention_fuse") == 0 and rep["ops"]["Softmax"] == 1
+
+
+def test_attention_fuse_scaled_q_shared(tmp_path):
+    """Scaled Q and Kt, where scaled Q is also a graph output: its Mul stays (Q reads it), Kt's
+    factor alone joins the scale."""
+    g = Builder(23)
+    q, k, v = g.input("q", (2, 3, 5, 8)), g.input("k", (2, 3, 7, 8)), g.input("v", (2, 3, 7, 4))
+    g.output(attention(g, q, k, v, scale="qk"))
+    g.output(next(n.output[0] for n in g.nodes if n.op_type == "Mul"))
+    rep = check(tmp_path, g)
+    assert count(rep, "attention_fuse") == 1 and sorted(rep["ops_after"]) == ["Attention", "Mul"], summary(rep)
 
 
 # ---- a small transformer block -------------------------------------------------------------------
