@@ -86,6 +86,9 @@ float kiln_f16_to_f32(uint16_t h);
 uint16_t kiln_f32_to_f16(float f);
 float kiln_bf16_to_f32(uint16_t h);
 uint16_t kiln_f32_to_bf16(float f);
+/* v rounded half to even and clamped to integer dtype t's range (bool: 0..1; the wide types at
+ * their largest doubles below the limit), as a double: how Resize and friends store integers. */
+double kiln_round_saturate(kiln_dtype t, double v);
 
 /* Element i of a buffer of dtype t as double / int64 (floats truncated toward zero), and
  * the reverse (stores round floats to the dtype, wrap integers, map nonzero to true for bool).

@@ -313,15 +313,6 @@ static kiln_status run_where(kiln_cuda_run *r, const kiln_node *n, kiln_tensor *
 
 /* ---- registration ---- */
 
-static void set(kiln_cuda_op *table, int op, const char *(*supports)(const kiln_node *, kiln_tensor *const *,
-                                                                      const kiln_tensor *),
-                kiln_status (*run)(kiln_cuda_run *, const kiln_node *, kiln_tensor *const *, kiln_tensor *),
-                uint32_t host_inputs) {
-    table[op].supports = supports;
-    table[op].run = run;
-    table[op].host_inputs = host_inputs;
-    table[op].kernel = "elementwise";
-}
 
 void kiln_cuda_register_elementwise(kiln_cuda_op *table) {
     static const int unary_ops[] = {
@@ -339,14 +330,14 @@ void kiln_cuda_register_elementwise(kiln_cuda_op *table) {
         KILN_OP_GreaterOrEqual, KILN_OP_BitwiseAnd, KILN_OP_BitwiseOr, KILN_OP_BitwiseXor, KILN_OP_PRelu,
     };
     for (size_t i = 0; i < sizeof unary_ops / sizeof unary_ops[0]; i++)
-        set(table, unary_ops[i], kiln_ew_supports_dtypes, run_unary, 0);
+        kiln_ew_set(table, unary_ops[i], kiln_ew_supports_dtypes, run_unary, 0);
     for (size_t i = 0; i < sizeof binary_ops / sizeof binary_ops[0]; i++)
-        set(table, binary_ops[i], kiln_ew_supports_dtypes, run_binary, 0);
-    set(table, KILN_OP_Sum, kiln_ew_supports_dtypes, run_variadic, 0);
-    set(table, KILN_OP_Mean, kiln_ew_supports_dtypes, run_variadic, 0);
-    set(table, KILN_OP_Max, kiln_ew_supports_dtypes, run_variadic, 0);
-    set(table, KILN_OP_Min, kiln_ew_supports_dtypes, run_variadic, 0);
-    set(table, KILN_OP_Where, kiln_ew_supports_dtypes, run_where, 0);
-    set(table, KILN_OP_Clip, supports_clip, run_clip, (1u << 1) | (1u << 2)); /* min, max on the host */
+        kiln_ew_set(table, binary_ops[i], kiln_ew_supports_dtypes, run_binary, 0);
+    kiln_ew_set(table, KILN_OP_Sum, kiln_ew_supports_dtypes, run_variadic, 0);
+    kiln_ew_set(table, KILN_OP_Mean, kiln_ew_supports_dtypes, run_variadic, 0);
+    kiln_ew_set(table, KILN_OP_Max, kiln_ew_supports_dtypes, run_variadic, 0);
+    kiln_ew_set(table, KILN_OP_Min, kiln_ew_supports_dtypes, run_variadic, 0);
+    kiln_ew_set(table, KILN_OP_Where, kiln_ew_supports_dtypes, run_where, 0);
+    kiln_ew_set(table, KILN_OP_Clip, supports_clip, run_clip, (1u << 1) | (1u << 2)); /* min, max on the host */
     kiln_cuda_register_elementwise_convert(table);
 }

@@ -144,22 +144,13 @@ static kiln_status run_dropout(kiln_cuda_run *r, const kiln_node *n, kiln_tensor
 
 /* ---- registration ---- */
 
-static void set(kiln_cuda_op *table, int op, const char *(*supports)(const kiln_node *, kiln_tensor *const *,
-                                                                      const kiln_tensor *),
-                kiln_status (*run)(kiln_cuda_run *, const kiln_node *, kiln_tensor *const *, kiln_tensor *),
-                uint32_t host_inputs) {
-    table[op].supports = supports;
-    table[op].run = run;
-    table[op].host_inputs = host_inputs;
-    table[op].kernel = "elementwise";
-}
 
 void kiln_cuda_register_elementwise_convert(kiln_cuda_op *table) {
-    set(table, KILN_OP_Cast, kiln_ew_supports_dtypes, run_cast, 0);
-    set(table, KILN_OP_CastLike, kiln_ew_supports_dtypes, run_cast, 0);
-    set(table, KILN_OP_BitCast, kiln_ew_supports_dtypes, run_cast, 0);
-    set(table, KILN_OP_QuantizeLinear, supports_quantize, run_quantize, 0);
-    set(table, KILN_OP_DequantizeLinear, supports_dequantize, run_dequantize, 0);
-    set(table, KILN_OP_DynamicQuantizeLinear, supports_dynamic_quantize, run_dynamic_quantize, 0);
-    set(table, KILN_OP_Dropout, supports_dropout, run_dropout, (1u << 1) | (1u << 2)); /* ratio, training_mode */
+    kiln_ew_set(table, KILN_OP_Cast, kiln_ew_supports_dtypes, run_cast, 0);
+    kiln_ew_set(table, KILN_OP_CastLike, kiln_ew_supports_dtypes, run_cast, 0);
+    kiln_ew_set(table, KILN_OP_BitCast, kiln_ew_supports_dtypes, run_cast, 0);
+    kiln_ew_set(table, KILN_OP_QuantizeLinear, supports_quantize, run_quantize, 0);
+    kiln_ew_set(table, KILN_OP_DequantizeLinear, supports_dequantize, run_dequantize, 0);
+    kiln_ew_set(table, KILN_OP_DynamicQuantizeLinear, supports_dynamic_quantize, run_dynamic_quantize, 0);
+    kiln_ew_set(table, KILN_OP_Dropout, supports_dropout, run_dropout, (1u << 1) | (1u << 2)); /* ratio, training_mode */
 }

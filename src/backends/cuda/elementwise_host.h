@@ -31,4 +31,15 @@ static inline bool kiln_ew_output_used(const kiln_node *n, const kiln_tensor *ou
 /* Registers Cast, CastLike, BitCast, the quantization ops and Dropout (elementwise_convert.c). */
 void kiln_cuda_register_elementwise_convert(kiln_cuda_op *table);
 
+/* One table entry of the family. */
+static inline void kiln_ew_set(kiln_cuda_op *table, int op,
+                               const char *(*supports)(const kiln_node *, kiln_tensor *const *, const kiln_tensor *),
+                               kiln_status (*run)(kiln_cuda_run *, const kiln_node *, kiln_tensor *const *, kiln_tensor *),
+                               uint32_t host_inputs) {
+    table[op].supports = supports;
+    table[op].run = run;
+    table[op].host_inputs = host_inputs;
+    table[op].kernel = "elementwise";
+}
+
 #endif /* KILN_CUDA_ELEMENTWISE_HOST_H */

@@ -128,22 +128,7 @@ static kiln_status make_taps(const kiln_resize_params *p, int64_t in_w, int64_t 
     return KILN_STATUS_OK;
 }
 
-static double saturate(kiln_dtype t, double v) {
-    double lo, hi;
-    switch (t) {
-    case KILN_DTYPE_I8: lo = -128, hi = 127; break;
-    case KILN_DTYPE_U8: lo = 0, hi = 255; break;
-    case KILN_DTYPE_I16: lo = -32768, hi = 32767; break;
-    case KILN_DTYPE_U16: lo = 0, hi = 65535; break;
-    case KILN_DTYPE_I32: lo = -2147483648.0, hi = 2147483647.0; break;
-    case KILN_DTYPE_U32: lo = 0, hi = 4294967295.0; break;
-    case KILN_DTYPE_U64: lo = 0, hi = 18446744073709549568.0; break;
-    case KILN_DTYPE_BOOL: lo = 0, hi = 1; break;
-    default: lo = -9223372036854775808.0, hi = 9223372036854774784.0; break;
-    }
-    v = nearbyint(v);
-    return v < lo ? lo : v > hi ? hi : v;
-}
+static double saturate(kiln_dtype t, double v) { return kiln_round_saturate(t, v); }
 
 kiln_status kiln_ref_resize(const kiln_node *node, kiln_tensor *const *in, kiln_tensor *out) {
     const kiln_resize_params *p = node->params;
