@@ -168,14 +168,57 @@ kiln_status kiln_builder_set_timing_cache(kiln_builder_t *b, const char *path);
 kiln_status kiln_builder_set_layer_precision(kiln_builder_t *b, const char *node, kiln_precision p);
 /* INT8 post-training calibration (with KILN_PRECISION_INT8; docs/engines.md). data: an .npz (one
  * array per input, samples on a leading axis) or a folder of .npy/.npz files (a directory path),
- * may be NULL when cache names an existing file; method: "entropy" (default, NULL), "minmax",
+ * may be NULL when cache names an existing file or a calibrator gives the batches
+ * (kiln_builder_set_calibrator); method: "entropy" (default, NULL), "minmax",
  * "percentile" or "mse"; batch / max_samples: 0 for 1 / all. cache: a calibration cache (TensorRT's
  * text format) read when the file exists (calibration is then skipped: the same cache gives the same
  * engine bytes) and written after calibrating otherwise; NULL for none. progress (may be NULL) is
- * called with (batches done, total) while calibrating. Checked at kiln_builder_build. */
+ * called with (batches done, total) while calibrating. Checked at kiln_builder_build. A model with
+ * QuantizeLinear/DequantizeLinear nodes is explicitly quantized (quantization-aware training): its
+ * scales come from the graph, and calibration settings are refused for it. */
 kiln_status kiln_builder_set_calibration(kiln_builder_t *b, const char *data, const char *method, int64_t batch,
                                          int64_t max_samples, const char *cache,
                                          void (*progress)(int64_t done, int64_t total, void *user), void *user);
+/* INT8 calibration through callbacks, the shape of TensorRT's IInt8Calibrator: the application
+ * hands kiln its batches (from its own data loader) instead of a file. The builder copies the
+ * struct; user, method and the callbacks must stay valid until kiln_builder_build returns.
+ *
+ *     static int next(void *user, int n, const char *const *names, kiln_tensor_t **tensors) {
+ *         loader *l = user;
+ *         if (l->done >= l->total) return 0;                  no more batches
+ *         tensors[0] = l->batch[l->done++];                   for names[0], e.g. [8,3,224,224] f32
+ *         return 1;
+ *     }
+ *     kiln_calibrator cal = {.batch_size = 8, .get_batch = next, .user = &my_loader};
+ *     kiln_builder_set_calibrator(b, &cal);  kiln_builder_set_precisions(b, KILN_PRECISION_INT8);
+ *
+ * get_batch is called until it returns 0. names lists the model's n_inputs graph inputs in order;
+ * set tensors[i] (all NULL on entry) to a tensor of that input's dtype, with its rank and fixed dims
+ * (the batch on axis 0), or leave it NULL for an input that has an initializer. The tensors stay
+ * the application's (kiln_tensor_create or kiln_tensor_wrap): kiln only reads them, before calling
+ * get_batch again. Return > 0 after giving a batch, 0 when there are no more (at least one batch is
+ * needed), < 0 to fail the build (RUNTIME_ERROR). The same data in the same batches as a
+ * kiln_builder_set_calibration file gives the same scales and the same engine bytes.
+ * read_cache (may be NULL) is asked first: it returns a calibration cache (TensorRT's text format,
+ * as kiln_builder_set_calibration's cache file holds it) of *size bytes, or NULL for none; with one,
+ * get_batch is never called. write_cache (may be NULL) receives the cache after calibrating. Both
+ * buffers stay their owner's (kiln copies what it reads). */
+typedef struct kiln_calibrator {
+    int64_t batch_size;   /* samples per batch, for the application's own bookkeeping (0: unknown) */
+    int64_t num_batches;  /* batches get_batch will give, for the progress callback (0: unknown) */
+    const char *method;   /* "entropy" (NULL, the default), "minmax", "percentile" or "mse" */
+    void *user;           /* passed to every callback */
+    int (*get_batch)(void *user, int n_inputs, const char *const *names, kiln_tensor_t **tensors);
+    const void *(*read_cache)(void *user, size_t *size);
+    void (*write_cache)(void *user, const void *data, size_t size);
+} kiln_calibrator;
+
+/* Calibrates INT8 through cal (NULL removes it). INVALID_ARGUMENT when get_batch is NULL or the
+ * method is unknown. A calibrator and calibration data (kiln_builder_set_calibration's data) exclude
+ * each other, which kiln_builder_build refuses; that function's cache file, method and progress
+ * apply to a calibrator too: an existing cache file is read first, then read_cache is asked, and
+ * fresh scales go to both the cache file and write_cache. cal->method wins over the other method. */
+kiln_status kiln_builder_set_calibrator(kiln_builder_t *b, const kiln_calibrator *cal);
 /* Adds an optimization profile; *index receives its number (0, 1, ...). */
 kiln_status kiln_builder_add_profile(kiln_builder_t *b, int *index);
 /* min <= opt <= max element-wise; dims are those of the named graph input. Inputs whose

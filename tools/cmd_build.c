@@ -4,6 +4,7 @@
 #include "cli.h"
 
 #include "core/core.h"
+#include "quant/calib_data.h"
 
 #include <getopt.h>
 #include <stdio.h>
@@ -23,14 +24,24 @@ static void help(void) {
            "  --min-shapes NAME:AxB,...     minimum shapes of a profile; each --min/--opt/--max-shapes triple\n"
            "  --opt-shapes NAME:AxB,...     adds one profile (repeat them for several profiles)\n"
            "  --max-shapes NAME:AxB,...\n"
-           "  --fp16, --bf16                GPU engines: float compute in fp16 (or bf16) with fp32 accumulation;\n"
-           "                                inputs and outputs stay fp32 (--device cuda only)\n"
-           "  --int8                        post-training INT8: Conv, MatMul and Gemm with constant weights become\n"
-           "                                QLinearConv / QLinearMatMul / MatMulInteger (per-channel int8 weights,\n"
-           "                                per-tensor int8 activations); the rest stays fp32. Needs opset >= 13\n"
-           "                                and calibration data or an existing --calib-cache\n"
+           "  --fp16, --bf16                float compute in fp16 (or bf16); inputs and outputs stay fp32. On the GPU\n"
+           "                                the kernels accumulate in fp32; on the CPU the reference kernels compute\n"
+           "                                in 16 bits (to study a model's fp16 error without a GPU)\n"
+           "  --int8                        INT8: Conv, MatMul and Gemm with constant weights become QLinearConv /\n"
+           "                                QLinearMatMul / ConvInteger / MatMulInteger (per-channel int8 weights,\n"
+           "                                per-tensor int8 activations); the rest stays fp32. Needs opset >= 13.\n"
+           "                                Post-training: needs calibration data or an existing --calib-cache.\n"
+           "                                A model with QuantizeLinear/DequantizeLinear nodes (quantization-aware\n"
+           "                                training) takes its scales from them, without calibration; its Q/DQ\n"
+           "                                layers become int8 even without --int8 (explicit quantization)\n"
            "  --calib FILE.npz              calibration data: one array per input name, samples stacked on axis 0\n"
            "  --calib-dir DIR               calibration data: .npy/.npz files, one sample (or batch) each\n"
+           "  --calib-images DIR            calibration data: .jpg/.jpeg/.png/.bmp images, searched recursively\n"
+           "                                (ImageFolder layout), in sorted order, for a model with one image input\n"
+           "  --calib-preprocess SPEC       for --calib-images, e.g. resize=256,crop=224,mean=0.485:0.456:0.406,\n"
+           "                                std=0.229:0.224:0.225,layout=nchw (also scale=255, order=rgb|bgr):\n"
+           "                                as torchvision's Resize + CenterCrop + ToTensor + Normalize (see\n"
+           "                                kiln calibrate --help)\n"
            "  --calib-batch N               calibration samples per batch (default 1)\n"
            "  --calib-max N                 calibrate on at most the first N samples\n"
            "  --calib-method M              entropy (default), minmax, percentile or mse\n"
@@ -86,6 +97,45 @@ static kiln_status add_profile(kiln_builder_t *b, const char *min, const char *o
     return KILN_STATUS_OK;
 }
 
+/* --calib-images: the image folder source of kiln calibrate, handed to the builder as a kiln_calibrator
+ * (the C API's way to calibrate from an application's own loader). */
+typedef struct image_batches {
+    kiln_calib_source *src;
+    int64_t next;
+    kiln_status failed; /* a batch's error, kept: the builder only sees that get_batch failed */
+    char error[1024];
+} image_batches;
+
+static int image_batch(void *user, int n, const char *const *names, kiln_tensor_t **tensors) {
+    (void)names;
+    image_batches *ib = user;
+    if (ib->next >= kiln_calib_source_num_batches(ib->src)) return 0;
+    kiln_tensor *const *in;
+    kiln_status s = kiln_calib_source_batch(ib->src, ib->next++, &in);
+    if (s) {
+        ib->failed = s;
+        snprintf(ib->error, sizeof ib->error, "%s", kiln_last_error());
+        return -1;
+    }
+    for (int i = 0; i < n; i++) tensors[i] = in[i];
+    return 1;
+}
+
+static kiln_status set_image_calibrator(kiln_builder_t *b, const kiln_model_t *m, const char *dir, const char *spec,
+                                        int64_t batch, int64_t max, image_batches *ib) {
+    kiln_calib_preprocess pp;
+    kiln_calib_preprocess_default(&pp);
+    if (spec) {
+        kiln_status s = kiln_calib_preprocess_parse(spec, &pp);
+        if (s) return kiln_error_prefix(s, "--calib-preprocess");
+    }
+    kiln_calib_source_options so = {.batch = batch, .max_samples = max, .preprocess = &pp};
+    KILN_TRY(kiln_calib_source_open(KILN_CALIB_SOURCE_IMAGES, m, dir, &so, &ib->src));
+    kiln_calibrator cal = {.batch_size = kiln_calib_source_batch_size(ib->src),
+                           .num_batches = kiln_calib_source_num_batches(ib->src), .user = ib, .get_batch = image_batch};
+    return kiln_builder_set_calibrator(b, &cal);
+}
+
 int cmd_build(int argc, char **argv) {
     static const struct option opts[] = {
         {"output", required_argument, 0, 'o'},     {"shapes", required_argument, 0, 'S'},
@@ -98,9 +148,11 @@ int cmd_build(int argc, char **argv) {
         {"calib-batch", required_argument, 0, 6},  {"calib-max", required_argument, 0, 7},
         {"calib-method", required_argument, 0, 8}, {"calib-cache", required_argument, 0, 9},
         {"timing-cache", required_argument, 0, 'T'},
+        {"calib-images", required_argument, 0, 10}, {"calib-preprocess", required_argument, 0, 11},
         {"help", no_argument, 0, 'h'},             {0, 0, 0, 0}};
     const char *timing_cache = NULL;
-    const char *calib = NULL, *calib_dir = NULL, *calib_method = NULL, *calib_cache = NULL;
+    const char *calib = NULL, *calib_dir = NULL, *calib_method = NULL, *calib_cache = NULL, *calib_images = NULL,
+               *calib_pre = NULL;
     int64_t calib_batch = 0, calib_max = 0;
     const char *out = NULL, *shapes = NULL, *mins[MAX_PROFILES], *opts_[MAX_PROFILES], *maxs[MAX_PROFILES];
     const char *layer_prec[256];
@@ -142,6 +194,8 @@ int cmd_build(int argc, char **argv) {
         }
         case 8: calib_method = optarg; break;
         case 9: calib_cache = optarg; break;
+        case 10: calib_images = optarg; break;
+        case 11: calib_pre = optarg; break;
         case 'O': level = atoi(optarg); break;
         case 'j': json = true; break;
         case 'h': help(); return 0;
@@ -152,12 +206,12 @@ int cmd_build(int argc, char **argv) {
     if (!out) return cli_usage_error("build", "-o OUT.kiln is required");
     if (nmin != nopt || nmin != nmax) return cli_usage_error("build", "give --min-shapes, --opt-shapes and --max-shapes the same number of times");
     if (shapes && nmin) return cli_usage_error("build", "--shapes and --min/--opt/--max-shapes exclude each other");
-    if (calib && calib_dir) return cli_usage_error("build", "--calib and --calib-dir exclude each other");
+    if (!!calib + !!calib_dir + !!calib_images > 1)
+        return cli_usage_error("build", "--calib, --calib-dir and --calib-images exclude each other");
+    if (calib_pre && !calib_images) return cli_usage_error("build", "--calib-preprocess applies to --calib-images");
     bool int8 = (precisions & KILN_PRECISION_INT8) != 0;
-    if (!int8 && (calib || calib_dir || calib_method || calib_cache || calib_batch || calib_max))
+    if (!int8 && (calib || calib_dir || calib_images || calib_method || calib_cache || calib_batch || calib_max))
         return cli_usage_error("build", "the --calib* options need --int8");
-    if (int8 && !calib && !calib_dir && !calib_cache)
-        return cli_usage_error("build", "--int8 needs calibration data (--calib FILE.npz or --calib-dir DIR) or --calib-cache FILE");
     if (calib_method && strcmp(calib_method, "entropy") && strcmp(calib_method, "minmax") && strcmp(calib_method, "percentile") &&
         strcmp(calib_method, "mse"))
         return cli_usage_error("build", "--calib-method must be entropy, minmax, percentile or mse, not '%s'", calib_method);
@@ -168,6 +222,7 @@ int cmd_build(int argc, char **argv) {
     kiln_builder_t *b = NULL;
     kiln_engine_t *e = NULL;
     char *desc = NULL;
+    image_batches ib = {0};
     kiln_status s;
     if (progress) fprintf(stderr, "kiln build: importing %s\n", model_path);
     if ((s = kiln_model_load(model_path, &m))) goto fail;
@@ -181,6 +236,7 @@ int cmd_build(int argc, char **argv) {
     if (int8 && (s = kiln_builder_set_calibration(b, calib ? calib : calib_dir, calib_method, calib_batch, calib_max, calib_cache,
                                                   progress ? calib_progress : NULL, NULL)))
         goto fail;
+    if (calib_images && (s = set_image_calibrator(b, m, calib_images, calib_pre, calib_batch, calib_max, &ib))) goto fail;
     for (int k = 0; k < nlp; k++) {
         const char *colon = strrchr(layer_prec[k], ':');
         kiln_precision p;
@@ -197,7 +253,10 @@ int cmd_build(int argc, char **argv) {
     for (int k = 0; k < nmin; k++)
         if ((s = add_profile(b, mins[k], opts_[k], maxs[k]))) goto fail;
     if (progress) fprintf(stderr, "kiln build: optimizing and planning memory\n");
-    if ((s = kiln_builder_build(b, m, &e))) goto fail;
+    if ((s = kiln_builder_build(b, m, &e))) {
+        if (ib.failed) s = kiln_error(ib.failed, "%s", ib.error); /* the image's own error, not just "get_batch failed" */
+        goto fail;
+    }
     double t_build = now_s();
     if (progress) fprintf(stderr, "kiln build: writing %s\n", out);
     if ((s = kiln_engine_save(e, out))) goto fail;
@@ -216,6 +275,7 @@ int cmd_build(int argc, char **argv) {
     free(desc);
     kiln_engine_destroy(e);
     kiln_builder_destroy(b);
+    kiln_calib_source_destroy(ib.src);
     kiln_model_destroy(m);
     return 0;
 fail:
@@ -223,6 +283,7 @@ fail:
     free(desc);
     kiln_engine_destroy(e);
     kiln_builder_destroy(b);
+    kiln_calib_source_destroy(ib.src);
     kiln_model_destroy(m);
     return 1;
 }

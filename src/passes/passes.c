@@ -3,6 +3,7 @@
  * Folding and cleanup run first and again after the fusions (fusions leave unused constants
  * and can expose more identities). Tested by tests/models/test_passes.py. */
 #include "pass_util.h"
+#include "quantize.h"
 
 typedef kiln_status (*pass_fn)(kiln_graph *g, kiln_pass_stats *st);
 
@@ -24,6 +25,7 @@ static const pass_entry PASSES[] = {
     {kiln_pass_matmul_bias, true}, /* before gelu_fuse: Gelu's fallback fuses into FusedMatMul */
     {kiln_pass_gelu_fuse, true},
     {kiln_pass_act_fuse, true},
+    {kiln_pass_qdq, true}, /* explicit INT8 (Q/DQ models), once the activations are fused */
     {kiln_pass_dead_code, false},
     {kiln_pass_unused_constants, false},
 };

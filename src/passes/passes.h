@@ -27,6 +27,8 @@
  *   matmul_bias     MatMul + Add(constant bias on the last axis) -> kiln.FusedMatMul
  *   gelu_fuse       x*0.5*(1+Erf(x/sqrt 2)) (and the tanh form) -> Gelu, or an act on its producer
  *   act_fuse        Relu/Clip/Sigmoid/SiLU/HardSwish/Gelu/LeakyRelu/Tanh into the producer's act
+ *   qdq_int8        Conv/MatMul/Gemm between QuantizeLinear/DequantizeLinear nodes (QAT models)
+ *                   -> QLinearConv/QLinearMatMul/ConvInteger/MatMulInteger (quantize.h)
  *   dead_code       again
  *   unused_constants  frees the data of constants nothing reads any more (weights replaced)
  *

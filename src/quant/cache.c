@@ -44,10 +44,13 @@ static kiln_status check_algorithm(const char *algorithm) {
     return KILN_STATUS_OK;
 }
 
-kiln_status kiln_calib_cache_write(const char *path, const char *algorithm, uint64_t fingerprint,
-                                   const char *const *names, const float *scales, int64_t n) {
-    if (!path || n < 0 || (n > 0 && (!names || !scales)))
-        return kiln_error(KILN_STATUS_INVALID_ARGUMENT, "kiln_calib_cache_write: NULL argument or negative count");
+kiln_status kiln_calib_cache_format(const char *what, const char *algorithm, uint64_t fingerprint,
+                                    const char *const *names, const float *scales, int64_t n, char **text, size_t *size) {
+    if (!what || !text || !size || n < 0 || (n > 0 && (!names || !scales)))
+        return kiln_error(KILN_STATUS_INVALID_ARGUMENT, "kiln_calib_cache_format: NULL argument or negative count");
+    *text = NULL;
+    *size = 0;
+    const char *path = what;
     KILN_TRY(check_algorithm(algorithm));
     for (int64_t i = 0; i < n; i++) {
         if (!names[i] || !*names[i])
@@ -60,6 +63,29 @@ kiln_status kiln_calib_cache_write(const char *path, const char *algorithm, uint
             return kiln_error(KILN_STATUS_INVALID_ARGUMENT, "calibration cache %s: tensor '%s' has scale %g", path,
                               names[i], (double)scales[i]);
     }
+    size_t cap = strlen(algorithm) + 80;
+    for (int64_t i = 0; i < n; i++) cap += strlen(names[i]) + 12;
+    char *buf = kiln_malloc(cap);
+    if (!buf) return kiln_error(KILN_STATUS_OUT_OF_MEMORY, "calibration cache %s: out of memory", what);
+    size_t k = (size_t)snprintf(buf, cap, "KILN-%s-%s fingerprint=%016llx\n", KILN_VERSION_STRING, algorithm,
+                                (unsigned long long)fingerprint);
+    for (int64_t i = 0; i < n && k < cap; i++)
+        k += (size_t)snprintf(buf + k, cap - k, "%s: %08x\n", names[i], (unsigned)float_bits(scales[i]));
+    if (k >= cap) {
+        free(buf);
+        return kiln_error(KILN_STATUS_INTERNAL, "calibration cache %s: text longer than planned", what);
+    }
+    *text = buf;
+    *size = k;
+    return KILN_STATUS_OK;
+}
+
+kiln_status kiln_calib_cache_write(const char *path, const char *algorithm, uint64_t fingerprint,
+                                   const char *const *names, const float *scales, int64_t n) {
+    if (!path) return kiln_error(KILN_STATUS_INVALID_ARGUMENT, "kiln_calib_cache_write: NULL path");
+    char *text;
+    size_t size;
+    KILN_TRY(kiln_calib_cache_format(path, algorithm, fingerprint, names, scales, n, &text, &size));
 
     static atomic_uint seq;
     char *tmp = NULL;
@@ -67,7 +93,10 @@ kiln_status kiln_calib_cache_write(const char *path, const char *algorithm, uint
     for (int tries = 0; tries < 100 && fd < 0; tries++) {
         free(tmp);
         size_t len = strlen(path) + 64;
-        if (!(tmp = kiln_malloc(len))) return kiln_error(KILN_STATUS_OUT_OF_MEMORY, "%s: out of memory", path);
+        if (!(tmp = kiln_malloc(len))) {
+            free(text);
+            return kiln_error(KILN_STATUS_OUT_OF_MEMORY, "%s: out of memory", path);
+        }
         snprintf(tmp, len, "%s.tmp.%ld.%u", path, (long)getpid(), atomic_fetch_add(&seq, 1u));
         fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
         if (fd < 0 && errno != EEXIST) break;
@@ -76,6 +105,7 @@ kiln_status kiln_calib_cache_write(const char *path, const char *algorithm, uint
         kiln_status st = kiln_error(KILN_STATUS_IO_ERROR, "calibration cache %s: cannot create a temporary file: %s",
                                     path, strerror(errno));
         free(tmp);
+        free(text);
         return st;
     }
     FILE *f = fdopen(fd, "wb");
@@ -84,11 +114,11 @@ kiln_status kiln_calib_cache_write(const char *path, const char *algorithm, uint
         close(fd);
         unlink(tmp);
         free(tmp);
+        free(text);
         return kiln_error(KILN_STATUS_IO_ERROR, "calibration cache %s: cannot write: %s", path, strerror(err));
     }
-    bool ok = fprintf(f, "KILN-%s-%s fingerprint=%016llx\n", KILN_VERSION_STRING, algorithm,
-                      (unsigned long long)fingerprint) > 0;
-    for (int64_t i = 0; ok && i < n; i++) ok = fprintf(f, "%s: %08x\n", names[i], (unsigned)float_bits(scales[i])) > 0;
+    bool ok = fwrite(text, 1, size, f) == size;
+    free(text);
     ok = ok && fflush(f) == 0 && fsync(fileno(f)) == 0;
     int err = errno;
     if (fclose(f) != 0 && ok) {
@@ -222,17 +252,9 @@ static kiln_status check_duplicates(const char *path, const kiln_calib_entry *e,
     return st;
 }
 
-kiln_status kiln_calib_cache_read(const char *path, uint64_t expected_fingerprint, kiln_calib_entry **entries,
-                                  int64_t *n, char **algorithm, bool *fingerprint_checked) {
-    if (!path || !entries || !n || !algorithm || !fingerprint_checked)
-        return kiln_error(KILN_STATUS_INVALID_ARGUMENT, "kiln_calib_cache_read: NULL argument");
-    *entries = NULL;
-    *n = 0;
-    *algorithm = NULL;
-    *fingerprint_checked = false;
-    char *text = NULL;
-    size_t size = 0;
-    KILN_TRY(read_file(path, &text, &size));
+/* Parses text (size bytes, NUL-terminated at text[size]; modified in place, freed here). */
+static kiln_status parse_cache(const char *path, char *text, size_t size, uint64_t expected_fingerprint,
+                               kiln_calib_entry **entries, int64_t *n, char **algorithm, bool *fingerprint_checked) {
     if (memchr(text, 0, size)) {
         free(text);
         return kiln_error(KILN_STATUS_INVALID_MODEL, "calibration cache %s holds a NUL byte: not a text cache", path);
@@ -322,4 +344,35 @@ done:
     free(line);
     free(text);
     return st;
+}
+
+static kiln_status check_read_args(kiln_calib_entry **entries, int64_t *n, char **algorithm, bool *fingerprint_checked) {
+    if (!entries || !n || !algorithm || !fingerprint_checked)
+        return kiln_error(KILN_STATUS_INVALID_ARGUMENT, "kiln_calib_cache_read: NULL argument");
+    *entries = NULL;
+    *n = 0;
+    *algorithm = NULL;
+    *fingerprint_checked = false;
+    return KILN_STATUS_OK;
+}
+
+kiln_status kiln_calib_cache_read(const char *path, uint64_t expected_fingerprint, kiln_calib_entry **entries,
+                                  int64_t *n, char **algorithm, bool *fingerprint_checked) {
+    if (!path) return kiln_error(KILN_STATUS_INVALID_ARGUMENT, "kiln_calib_cache_read: NULL path");
+    KILN_TRY(check_read_args(entries, n, algorithm, fingerprint_checked));
+    char *text = NULL;
+    size_t size = 0;
+    KILN_TRY(read_file(path, &text, &size));
+    return parse_cache(path, text, size, expected_fingerprint, entries, n, algorithm, fingerprint_checked);
+}
+
+kiln_status kiln_calib_cache_parse(const char *what, const void *data, size_t size, uint64_t expected_fingerprint,
+                                   kiln_calib_entry **entries, int64_t *n, char **algorithm, bool *fingerprint_checked) {
+    if (!what || (!data && size)) return kiln_error(KILN_STATUS_INVALID_ARGUMENT, "kiln_calib_cache_parse: NULL argument");
+    KILN_TRY(check_read_args(entries, n, algorithm, fingerprint_checked));
+    char *text = kiln_malloc(size + 1);
+    if (!text) return kiln_error(KILN_STATUS_OUT_OF_MEMORY, "calibration cache %s: out of memory", what);
+    if (size) memcpy(text, data, size);
+    text[size] = 0;
+    return parse_cache(what, text, size, expected_fingerprint, entries, n, algorithm, fingerprint_checked);
 }

@@ -37,6 +37,10 @@ typedef struct kiln_calib_entry {
  * break, or a scale that is NaN, Inf or negative (each named); IO_ERROR naming the path. */
 kiln_status kiln_calib_cache_write(const char *path, const char *algorithm, uint64_t fingerprint,
                                    const char *const *names, const float *scales, int64_t n);
+/* The same cache as text in memory (malloc'ed, *size bytes plus a terminating NUL; the caller frees
+ * it), for a kiln_calibrator's write_cache callback; `what` names it in messages. */
+kiln_status kiln_calib_cache_format(const char *what, const char *algorithm, uint64_t fingerprint,
+                                    const char *const *names, const float *scales, int64_t n, char **text, size_t *size);
 
 /* Reads a kiln or TensorRT cache. On success *entries (n of them; free with
  * kiln_calib_entries_free) and *algorithm (free()) are the caller's, and *fingerprint_checked
@@ -47,6 +51,10 @@ kiln_status kiln_calib_cache_write(const char *path, const char *algorithm, uint
  *   INVALID_MODEL     a malformed header or line, or a tensor named twice: "path:line: what". */
 kiln_status kiln_calib_cache_read(const char *path, uint64_t expected_fingerprint, kiln_calib_entry **entries,
                                   int64_t *n, char **algorithm, bool *fingerprint_checked);
+/* The same from memory (a cache a kiln_calibrator's read_cache callback returns); `what` names
+ * it in messages where a path would be. */
+kiln_status kiln_calib_cache_parse(const char *what, const void *data, size_t size, uint64_t expected_fingerprint,
+                                   kiln_calib_entry **entries, int64_t *n, char **algorithm, bool *fingerprint_checked);
 void kiln_calib_entries_free(kiln_calib_entry *entries, int64_t n);
 
 #endif /* KILN_QUANT_CACHE_H */

@@ -187,12 +187,16 @@ static kiln_status unit_layout(const kiln_calib_source *s, int i, const kiln_ten
                       R - 1, R);
 }
 
-static kiln_status check_dtype(const kiln_calib_source *s, int i, kiln_dtype dt, const char *what) {
-    const kiln_value *v = input_value(s->g, i);
+static kiln_status check_dtype_g(const kiln_graph *g, int i, kiln_dtype dt, const char *what) {
+    const kiln_value *v = input_value(g, i);
     if (v->type.dtype != KILN_DTYPE_UNDEFINED && dt != v->type.dtype)
         return kiln_error(KILN_STATUS_INVALID_ARGUMENT, "%s: the data is %s, the model's input '%s' is %s", what,
                           kiln_dtype_name(dt), v->name, kiln_dtype_name(v->type.dtype));
     return KILN_STATUS_OK;
+}
+
+static kiln_status check_dtype(const kiln_calib_source *s, int i, kiln_dtype dt, const char *what) {
+    return check_dtype_g(s->g, i, dt, what);
 }
 
 /* Joins n units (same dtype; stacked or concatenated along axis 0) into out. whats[k] names
@@ -243,9 +247,8 @@ static kiln_status join_units(const kiln_calib_source *s, int i, const kiln_tens
 
 /* Checks batch t of input i against the model: rank, fixed dims, symbols (sym: per graph symbol,
  * -1 until seen in this batch). */
-static kiln_status check_batch(const kiln_calib_source *s, int i, const kiln_tensor *t, int64_t n_units, const char *what,
-                               int64_t *sym) {
-    const kiln_graph *g = s->g;
+static kiln_status check_batch_g(const kiln_graph *g, int i, const kiln_tensor *t, int64_t n_units, const char *what,
+                                 int64_t *sym) {
     const kiln_value *v = input_value(g, i);
     if (v->type.rank < 0) return KILN_STATUS_OK;
     char a[200], b[200];
@@ -278,6 +281,35 @@ static kiln_status check_batch(const kiln_calib_source *s, int i, const kiln_ten
     return kiln_error(KILN_STATUS_INVALID_ARGUMENT, "%s: %lld sample(s) make a batch of shape %s, the model's input '%s' is %s%s",
                       what, (long long)n_units, dims_of(t->rank, t->dims, a, sizeof a), v->name, model_dims(g, v, b, sizeof b),
                       hint);
+}
+
+static kiln_status check_batch(const kiln_calib_source *s, int i, const kiln_tensor *t, int64_t n_units, const char *what,
+                               int64_t *sym) {
+    return check_batch_g(s->g, i, t, n_units, what, sym);
+}
+
+kiln_status kiln_calib_check_batch(const kiln_graph *g, kiln_tensor *const *inputs, const char *what) {
+    if (!g || !inputs || !what) return kiln_error(KILN_STATUS_INVALID_ARGUMENT, "kiln_calib_check_batch: NULL argument");
+    int64_t *sym = kiln_malloc(sizeof(int64_t) * (size_t)(g->n_symbols ? g->n_symbols : 1));
+    if (!sym) return kiln_error(KILN_STATUS_OUT_OF_MEMORY, "out of memory");
+    for (int k = 0; k < g->n_symbols; k++) sym[k] = -1;
+    kiln_status st = KILN_STATUS_OK;
+    for (int i = 0; st == KILN_STATUS_OK && i < g->n_inputs; i++) {
+        const kiln_value *v = input_value(g, i);
+        char msg[600];
+        snprintf(msg, sizeof msg, "%s: input '%s'", what, v->name);
+        const kiln_tensor *t = inputs[i];
+        if (!t) {
+            if (input_required(g, i)) st = kiln_error(KILN_STATUS_INVALID_ARGUMENT, "%s: no tensor given", msg);
+            continue;
+        }
+        if (!t->data && kiln_shape_count(t->rank, t->dims) > 0)
+            st = kiln_error(KILN_STATUS_INVALID_ARGUMENT, "%s: the tensor has no data", msg);
+        if (st == KILN_STATUS_OK) st = check_dtype_g(g, i, t->dtype, msg);
+        if (st == KILN_STATUS_OK) st = check_batch_g(g, i, t, t->rank > 0 ? t->dims[0] : 1, msg, sym);
+    }
+    free(sym);
+    return st;
 }
 
 /* Counts batches from the available units. */

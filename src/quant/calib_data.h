@@ -107,4 +107,9 @@ const char *const *kiln_calib_source_ignored(const kiln_calib_source *s);
  * owned by the source and valid until the next call or destroy. */
 kiln_status kiln_calib_source_batch(kiln_calib_source *s, int64_t b, kiln_tensor *const **inputs);
 
+/* Checks a batch that came from elsewhere (a kiln_calibrator's get_batch): one tensor per graph
+ * input (NULL only for an input with an initializer), each against the input's dtype, rank, fixed
+ * dims and symbols, as batches of the sources are checked. `what` starts the messages. */
+kiln_status kiln_calib_check_batch(const kiln_graph *g, kiln_tensor *const *inputs, const char *what);
+
 #endif /* KILN_QUANT_CALIB_DATA_H */

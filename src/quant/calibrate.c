@@ -41,9 +41,14 @@ float kiln_calib_scale(double amax) {
 
 /* ---- entropy ---- */
 
+/* Exact zeros are left out of P and Q: int8 represents 0 exactly at every threshold, so they say
+ * nothing about which threshold is best, and as a spike in bin 0 (half of a ReLU's output, say)
+ * they would dominate the divergence and pull the threshold down to the smallest candidate. */
 static double entropy_amax(const kiln_observer *o, int levels, int start) {
-    const double *h = o->hist;
-    double suffix[BINS + 1], q[BINS];
+    double h[BINS], suffix[BINS + 1], q[BINS];
+    memcpy(h, o->hist, sizeof h);
+    h[0] -= (double)o->zero_count;
+    if (h[0] < 0) h[0] = 0; /* re-binning rounds; zeros never leave bin 0 */
     suffix[BINS] = 0;
     for (int k = BINS - 1; k >= 0; k--) suffix[k] = suffix[k + 1] + h[k];
     double best_kl = INFINITY;
@@ -60,19 +65,23 @@ static double entropy_amax(const kiln_observer *o, int levels, int start) {
             }
             for (int k = s; k < e; k++) q[k] = h[k] > 0 ? mass / nz : 0;
         }
-        /* P: bins [0, i) with the clipped mass folded into bin i-1; smoothing of Q; the sums */
-        double sum_p = 0, sum_q = 0;
+        /* P: bins [0, i) with the clipped mass folded into bin i-1; smoothing of Q. Both are
+         * normalised by P's total, all the values observed: Q, made of the unclipped values only,
+         * then falls short by the clipped mass, which adds about the clipped fraction to the
+         * divergence. Normalising Q by its own sum instead (the published pseudo-code) lets a
+         * candidate that clips nearly everything into one bin match with a divergence near 0, and
+         * discrete data (8-bit pixels) were then clipped at the first candidate. */
+        double sum_p = 0;
         for (int k = 0; k < i; k++) {
             double p = k == i - 1 ? h[k] + suffix[i] : h[k];
             if (p > 0 && q[k] == 0) q[k] = KILN_CALIB_KL_EPS;
             sum_p += p;
-            sum_q += q[k];
         }
         double kl = 0;
         for (int k = 0; k < i; k++) {
             double p = k == i - 1 ? h[k] + suffix[i] : h[k];
             if (p > 0) {
-                double pn = p / sum_p, qn = q[k] / sum_q;
+                double pn = p / sum_p, qn = q[k] / sum_p;
                 kl += pn * log(pn / qn);
             }
         }

@@ -2,11 +2,14 @@
  * and from amax to its symmetric int8 scale (amax / 127). docs/calibration.md explains them.
  *
  *   MINMAX      amax = max|x|.
- *   ENTROPY     TensorRT's EntropyCalibrator2: for i = start_bin .. BINS, P = bins [0, i) with
+ *   ENTROPY     TensorRT's EntropyCalibrator2 on the histogram without its exact zeros (taken out
+ *               of bin 0: int8 holds 0 exactly at any threshold, and a ReLU's spike of zeros
+ *               would otherwise decide the search): for i = start_bin .. BINS, P = bins [0, i) with
  *               the mass beyond i added to bin i-1; Q = the same bins merged into `levels` (128)
  *               groups, group g = bins [ceil(g*i/levels), ceil((g+1)*i/levels)), each group's
  *               mass spread evenly over its non-empty bins (empty bins stay 0); where P > 0 and
- *               Q == 0, Q gets KILN_CALIB_KL_EPS (in counts); both normalised;
+ *               Q == 0, Q gets KILN_CALIB_KL_EPS (in counts); both divided by P's total (so Q,
+ *               without the clipped mass, sums to less than 1);
  *               KL(P||Q) = sum over P > 0 of P ln(P/Q). The first i with the smallest KL wins;
  *               amax = min((i + 0.5) * w, max|x|), w = the bin width.
  *   PERCENTILE  amax = the p-th percentile of |x| (p = 99.99 by default), read off the

@@ -122,9 +122,17 @@ static kiln_status check_options(const kiln_calib_options *opt, kiln_calib_optio
     return s;
 }
 
-kiln_status kiln_calib_collect(const kiln_model *m, kiln_calib_source *src, const kiln_calib_options *opt,
-                               kiln_calib_progress_fn progress, void *user, kiln_calib_result **out) {
-    if (!m || !m->graph || !src || !out) return kiln_error(KILN_STATUS_INVALID_ARGUMENT, "kiln_calib_collect: NULL argument");
+/* dim 0 of the first fed input: the samples a batch holds */
+static int64_t batch_samples(const kiln_graph *g, kiln_tensor *const *inputs) {
+    for (int i = 0; i < g->n_inputs; i++)
+        if (inputs[i]) return inputs[i]->rank > 0 ? inputs[i]->dims[0] : 1;
+    return 0;
+}
+
+kiln_status kiln_calib_collect_from(const kiln_model *m, kiln_calib_next_fn next, void *next_user, int64_t total,
+                                    const kiln_calib_options *opt, kiln_calib_progress_fn progress, void *user,
+                                    kiln_calib_result **out) {
+    if (!m || !m->graph || !next || !out) return kiln_error(KILN_STATUS_INVALID_ARGUMENT, "kiln_calib_collect: NULL argument");
     *out = NULL;
     const kiln_graph *g = m->graph;
     kiln_calib_options o;
@@ -138,12 +146,15 @@ kiln_status kiln_calib_collect(const kiln_model *m, kiln_calib_source *src, cons
     kiln_status s = KILN_STATUS_OK;
     if (!st.obs || !st.dtype || !outs || !r) s = kiln_error(KILN_STATUS_OUT_OF_MEMORY, "out of memory");
 
-    int64_t total = kiln_calib_source_num_batches(src);
     if (s == KILN_STATUS_OK && progress) progress(0, total, user);
-    for (int64_t b = 0; s == KILN_STATUS_OK && b < total; b++) {
+    int64_t b = 0, samples = 0;
+    for (; s == KILN_STATUS_OK; b++) {
         st.batch = b;
-        kiln_tensor *const *inputs;
-        s = kiln_calib_source_batch(src, b, &inputs);
+        kiln_tensor *const *inputs = NULL;
+        bool done = false;
+        s = next(next_user, b, &inputs, &done);
+        if (s == KILN_STATUS_OK && done) break;
+        if (s == KILN_STATUS_OK) samples += batch_samples(g, inputs);
         for (int i = 0; s == KILN_STATUS_OK && i < g->n_inputs; i++)
             if (inputs[i]) s = observe_tensor(&st, g->inputs[i], inputs[i]);
         if (s == KILN_STATUS_OK) {
@@ -152,11 +163,13 @@ kiln_status kiln_calib_collect(const kiln_model *m, kiln_calib_source *src, cons
                 for (int j = 0; j < g->n_outputs; j++) kiln_tensor_release(&outs[j]);
         }
         if (s != KILN_STATUS_OK) {
-            s = kiln_error_prefix(s, "calibration batch %lld of %lld", (long long)(b + 1), (long long)total);
+            if (total > 0) s = kiln_error_prefix(s, "calibration batch %lld of %lld", (long long)(b + 1), (long long)total);
+            else s = kiln_error_prefix(s, "calibration batch %lld", (long long)(b + 1));
             break;
         }
         if (progress) progress(b + 1, total, user);
     }
+    if (s == KILN_STATUS_OK && b == 0) s = kiln_error(KILN_STATUS_INVALID_ARGUMENT, "calibration: no batches were given");
 
     /* The result: inputs in graph order, then node outputs in node order; each value once. */
     int64_t n = 0;
@@ -204,10 +217,75 @@ kiln_status kiln_calib_collect(const kiln_model *m, kiln_calib_source *src, cons
         kiln_calib_result_free(r);
         return s;
     }
-    r->batches = total;
-    r->samples = kiln_calib_source_num_samples(src);
+    r->batches = b;
+    r->samples = samples;
     r->fingerprint = kiln_calib_fingerprint(g);
     r->options = o;
     *out = r;
     return KILN_STATUS_OK;
+}
+
+/* ---- batches from a calibration source ------------------------------------------------------ */
+
+static kiln_status source_next(void *user, int64_t b, kiln_tensor *const **inputs, bool *done) {
+    kiln_calib_source *src = user;
+    if (b >= kiln_calib_source_num_batches(src)) {
+        *done = true;
+        return KILN_STATUS_OK;
+    }
+    return kiln_calib_source_batch(src, b, inputs);
+}
+
+kiln_status kiln_calib_collect(const kiln_model *m, kiln_calib_source *src, const kiln_calib_options *opt,
+                               kiln_calib_progress_fn progress, void *user, kiln_calib_result **out) {
+    if (!src) return kiln_error(KILN_STATUS_INVALID_ARGUMENT, "kiln_calib_collect: NULL source");
+    KILN_TRY(kiln_calib_collect_from(m, source_next, src, kiln_calib_source_num_batches(src), opt, progress, user, out));
+    (*out)->samples = kiln_calib_source_num_samples(src);
+    return KILN_STATUS_OK;
+}
+
+/* ---- batches from a kiln_calibrator's get_batch -------------------------------------------- */
+
+typedef struct calibrator_state {
+    const kiln_calibrator *cal;
+    const kiln_graph *g;
+    const char **names;   /* the graph input names, in order */
+    kiln_tensor **tensors; /* what get_batch gave */
+} calibrator_state;
+
+static kiln_status calibrator_next(void *user, int64_t b, kiln_tensor *const **inputs, bool *done) {
+    calibrator_state *cs = user;
+    const kiln_graph *g = cs->g;
+    for (int i = 0; i < g->n_inputs; i++) cs->tensors[i] = NULL;
+    int r = cs->cal->get_batch(cs->cal->user, g->n_inputs, cs->names, cs->tensors);
+    if (r < 0)
+        return kiln_error(KILN_STATUS_RUNTIME_ERROR, "the calibrator's get_batch failed (returned %d) for batch %lld", r,
+                          (long long)(b + 1));
+    if (r == 0) {
+        *done = true;
+        return KILN_STATUS_OK;
+    }
+    char what[64];
+    snprintf(what, sizeof what, "the calibrator's batch %lld", (long long)(b + 1));
+    KILN_TRY(kiln_calib_check_batch(g, cs->tensors, what));
+    *inputs = cs->tensors;
+    return KILN_STATUS_OK;
+}
+
+kiln_status kiln_calib_collect_calibrator(const kiln_model *m, const kiln_calibrator *cal, const kiln_calib_options *opt,
+                                          kiln_calib_progress_fn progress, void *user, kiln_calib_result **out) {
+    if (!m || !m->graph || !cal || !cal->get_batch || !out)
+        return kiln_error(KILN_STATUS_INVALID_ARGUMENT, "kiln_calib_collect_calibrator: NULL argument");
+    const kiln_graph *g = m->graph;
+    calibrator_state cs = {.cal = cal, .g = g};
+    cs.names = kiln_calloc((size_t)(g->n_inputs ? g->n_inputs : 1), sizeof *cs.names);
+    cs.tensors = kiln_calloc((size_t)(g->n_inputs ? g->n_inputs : 1), sizeof *cs.tensors);
+    kiln_status s = KILN_STATUS_OK;
+    if (!cs.names || !cs.tensors) s = kiln_error(KILN_STATUS_OUT_OF_MEMORY, "out of memory");
+    for (int i = 0; s == KILN_STATUS_OK && i < g->n_inputs; i++) cs.names[i] = g->values[g->inputs[i]].name;
+    int64_t total = cal->num_batches > 0 ? cal->num_batches : 0;
+    if (s == KILN_STATUS_OK) s = kiln_calib_collect_from(m, calibrator_next, &cs, total, opt, progress, user, out);
+    free(cs.names);
+    free(cs.tensors);
+    return s;
 }

@@ -46,6 +46,18 @@ typedef void (*kiln_calib_progress_fn)(int64_t done, int64_t total, void *user);
  * its error names the batch and the file, node or tensor. */
 kiln_status kiln_calib_collect(const kiln_model *m, kiln_calib_source *src, const kiln_calib_options *opt,
                                kiln_calib_progress_fn progress, void *user, kiln_calib_result **out);
+/* Batch b (0, 1, ...) from somewhere: *inputs (one per graph input, in order; NULL for an unfed
+ * input with an initializer), valid until the next call, or *done = true when there are no more. */
+typedef kiln_status (*kiln_calib_next_fn)(void *user, int64_t b, kiln_tensor *const **inputs, bool *done);
+/* kiln_calib_collect over batches from next; total is the number expected, for progress (0:
+ * unknown). At least one batch is needed. r->samples adds up axis 0 of each batch's first fed input. */
+kiln_status kiln_calib_collect_from(const kiln_model *m, kiln_calib_next_fn next, void *next_user, int64_t total,
+                                    const kiln_calib_options *opt, kiln_calib_progress_fn progress, void *user,
+                                    kiln_calib_result **out);
+/* kiln_calib_collect over the batches of a kiln_calibrator's get_batch (kiln.h), each checked
+ * against the graph's inputs (kiln_calib_check_batch); progress gets cal->num_batches as the total. */
+kiln_status kiln_calib_collect_calibrator(const kiln_model *m, const kiln_calibrator *cal, const kiln_calib_options *opt,
+                                          kiln_calib_progress_fn progress, void *user, kiln_calib_result **out);
 void kiln_calib_result_free(kiln_calib_result *r);
 
 /* The tensor named name, or NULL. */

@@ -83,7 +83,7 @@ kiln_status kiln_observer_feed_typed(kiln_observer *obs, kiln_dtype dtype, const
 
     /* pass 1: extremes and non-finite counts */
     double buf[CHUNK], bmin = INFINITY, bmax = -INFINITY, babs = 0;
-    int64_t finite = 0;
+    int64_t finite = 0, zeros = 0;
     for (int64_t off = 0; off < n; off += CHUNK) {
         int64_t m = n - off < CHUNK ? n - off : CHUNK;
         load_chunk(dtype, x, off, m, buf);
@@ -93,6 +93,7 @@ kiln_status kiln_observer_feed_typed(kiln_observer *obs, kiln_dtype dtype, const
             else if (isinf(v)) obs->inf_count++;
             else {
                 finite++;
+                zeros += v == 0;
                 if (v < bmin) bmin = v;
                 if (v > bmax) bmax = v;
                 if (fabs(v) > babs) babs = fabs(v);
@@ -111,6 +112,7 @@ kiln_status kiln_observer_feed_typed(kiln_observer *obs, kiln_dtype dtype, const
         if (babs > obs->max_abs) rebin(obs, babs);
     }
     obs->count += finite;
+    obs->zero_count += zeros;
 
     /* pass 2: count the batch in integers, then add it to the histogram */
     int64_t counts[KILN_OBSERVER_BINS] = {0};

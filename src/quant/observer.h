@@ -9,7 +9,8 @@
  * reason. Everything is sequential and deterministic: the same batches give the same bits.
  *
  * Binning: value a = |x| (in double) goes to bin floor(a * (BINS / max_abs)), the last bin also
- * holding a == max_abs. A batch is first counted in integers, then added to the histogram.
+ * holding a == max_abs. Exact zeros are also counted apart (zero_count): a ReLU output is often
+ * mostly zeros, which int8 represents exactly at any scale, and the entropy method leaves them out. A batch is first counted in integers, then added to the histogram.
  *
  * One observer must not be fed from two threads at once; separate observers are independent.
  * It knows nothing of graphs or executors; calibrate.h turns an observer into an amax.
@@ -25,6 +26,7 @@ typedef struct kiln_observer {
     double min, max;      /* signed extremes of the finite values; 0 when count == 0 */
     double max_abs;       /* max |x| of the finite values = the histogram's upper edge */
     int64_t count;        /* finite values seen (= the histogram's total mass, up to rounding) */
+    int64_t zero_count;   /* of those, exact zeros (±0): always in bin 0, whatever max|x| becomes */
     int64_t nan_count;    /* NaNs seen (excluded) */
     int64_t inf_count;    /* +Inf and -Inf seen (excluded) */
     int64_t batches;      /* non-empty feeds */

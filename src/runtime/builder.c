@@ -74,6 +74,16 @@ kiln_status kiln_builder_set_calibration(kiln_builder_t *b, const char *data, co
     return KILN_STATUS_OK;
 }
 
+kiln_status kiln_builder_set_calibrator(kiln_builder_t *b, const kiln_calibrator *cal) {
+    if (!b) return kiln_error(KILN_STATUS_INVALID_ARGUMENT, "kiln_builder_set_calibrator: NULL builder");
+    if (cal && !cal->get_batch) return kiln_error(KILN_STATUS_INVALID_ARGUMENT, "kiln_builder_set_calibrator: get_batch is NULL");
+    kiln_calib_method m;
+    if (cal && cal->method) KILN_TRY(kiln_calib_method_parse(cal->method, &m));
+    b->has_calibrator = cal != NULL;
+    if (cal) b->calibrator = *cal;
+    return KILN_STATUS_OK;
+}
+
 kiln_status kiln_builder_set_device(kiln_builder_t *b, kiln_device d) {
 #ifndef KILN_HAVE_CUDA
     if (d == KILN_DEVICE_CUDA)
@@ -217,9 +227,6 @@ static kiln_status copy_model(const kiln_graph *g, int opset, const char *what, 
     return s;
 }
 
-/* Activation scales for INT8, by ONNX value name: from the calibration cache when it exists
- * (fingerprint checked), else by calibrating m (the original graph, before any pass) over the
- * calibration data, then written to the cache path when one is given. */
 static void scales_free(kiln_quant_scales *sc) {
     for (int64_t i = 0; i < sc->n; i++) free((char *)sc->names[i]);
     free((void *)sc->names);
@@ -227,10 +234,80 @@ static void scales_free(kiln_quant_scales *sc) {
     memset(sc, 0, sizeof *sc);
 }
 
+/* Scales from parsed cache entries (the names are taken over). */
+static kiln_status scales_from_entries(kiln_calib_entry *ent, int64_t n, kiln_quant_scales *out) {
+    const char **names = kiln_calloc((size_t)(n ? n : 1), sizeof *names);
+    float *scales = kiln_calloc((size_t)(n ? n : 1), sizeof *scales);
+    if (!names || !scales) {
+        free(names);
+        free(scales);
+        kiln_calib_entries_free(ent, n);
+        return kiln_error(KILN_STATUS_OUT_OF_MEMORY, "out of memory");
+    }
+    for (int64_t i = 0; i < n; i++) {
+        names[i] = ent[i].name;
+        ent[i].name = NULL;
+        scales[i] = ent[i].scale;
+    }
+    kiln_calib_entries_free(ent, n);
+    out->names = names;
+    out->scales = scales;
+    out->n = n;
+    return KILN_STATUS_OK;
+}
+
+/* Scales by method from a calibration run (tensors that saw no finite value left out). */
+static kiln_status scales_from_result(const kiln_calib_result *r, kiln_calib_method method, kiln_quant_scales *out) {
+    const char **names = kiln_calloc((size_t)(r->n ? r->n : 1), sizeof *names);
+    float *scales = kiln_calloc((size_t)(r->n ? r->n : 1), sizeof *scales);
+    out->names = names;
+    out->scales = scales;
+    out->n = 0;
+    if (!names || !scales) {
+        scales_free(out);
+        return kiln_error(KILN_STATUS_OUT_OF_MEMORY, "out of memory");
+    }
+    for (int64_t i = 0; i < r->n; i++) {
+        const kiln_calib_tensor *t = &r->tensors[i];
+        if (!t->valid) continue;
+        if (!(names[out->n] = kiln_strdup(t->name))) {
+            scales_free(out);
+            return kiln_error(KILN_STATUS_OUT_OF_MEMORY, "out of memory");
+        }
+        scales[out->n++] = kiln_calib_scale(t->amax[method]);
+    }
+    return KILN_STATUS_OK;
+}
+
+/* Scales from a cache the calibrator's read_cache gives, if it gives one (*found). */
+static kiln_status calibrator_cache(const kiln_calibrator *cal, uint64_t fp, kiln_quant_scales *out, bool *found) {
+    *found = false;
+    size_t size = 0;
+    const void *data = cal->read_cache ? cal->read_cache(cal->user, &size) : NULL;
+    if (!data) return KILN_STATUS_OK;
+    kiln_calib_entry *ent = NULL;
+    int64_t n = 0;
+    char *alg = NULL;
+    bool checked = false;
+    kiln_status s = kiln_calib_cache_parse("(the calibrator's read_cache)", data, size, fp, &ent, &n, &alg, &checked);
+    free(alg);
+    if (s) return kiln_error_prefix(s, "int8 calibration cache");
+    *found = true;
+    return scales_from_entries(ent, n, out);
+}
+
+/* Activation scales for INT8, by ONNX value name, from the first of: the cache file when it exists
+ * (fingerprint checked); the calibrator's read_cache; calibrating m (the original graph, before any
+ * pass) over the calibration data or the calibrator's batches. Fresh scales go to the cache file
+ * and the calibrator's write_cache. */
 static kiln_status int8_scales(const kiln_builder_t *b, const kiln_model *m, kiln_quant_scales *out) {
     memset(out, 0, sizeof *out);
     uint64_t fp = kiln_calib_fingerprint(m->graph);
+    const kiln_calibrator *cal = b->has_calibrator ? &b->calibrator : NULL;
     struct stat st;
+    if (cal && b->calib_data)
+        return kiln_error(KILN_STATUS_INVALID_ARGUMENT,
+                          "int8 calibration: give either calibration data (%s) or a calibrator, not both", b->calib_data);
     if (b->calib_cache && stat(b->calib_cache, &st) == 0) {
         kiln_calib_entry *ent = NULL;
         int64_t n = 0;
@@ -239,63 +316,46 @@ static kiln_status int8_scales(const kiln_builder_t *b, const kiln_model *m, kil
         kiln_status s = kiln_calib_cache_read(b->calib_cache, fp, &ent, &n, &alg, &checked);
         free(alg);
         if (s) return kiln_error_prefix(s, "int8 calibration cache %s", b->calib_cache);
-        const char **names = kiln_calloc((size_t)(n ? n : 1), sizeof *names);
-        float *scales = kiln_calloc((size_t)(n ? n : 1), sizeof *scales);
-        if (!names || !scales) {
-            free(names);
-            free(scales);
-            kiln_calib_entries_free(ent, n);
-            return kiln_error(KILN_STATUS_OUT_OF_MEMORY, "out of memory");
-        }
-        for (int64_t i = 0; i < n; i++) {
-            names[i] = ent[i].name; /* taken over */
-            ent[i].name = NULL;
-            scales[i] = ent[i].scale;
-        }
-        kiln_calib_entries_free(ent, n);
-        out->names = names;
-        out->scales = scales;
-        out->n = n;
-        return KILN_STATUS_OK;
+        return scales_from_entries(ent, n, out);
     }
-    if (!b->calib_data)
+    if (cal) {
+        bool found;
+        KILN_TRY(calibrator_cache(cal, fp, out, &found));
+        if (found) return KILN_STATUS_OK;
+    }
+    if (!b->calib_data && !cal)
         return kiln_error(KILN_STATUS_INVALID_ARGUMENT,
-                          "int8 needs calibration: give calibration data (--calib FILE.npz or --calib-dir DIR)%s%s%s",
+                          "int8 needs calibration (the model has no Q/DQ nodes to take scales from): give calibration data "
+                          "(--calib FILE.npz, --calib-dir DIR or --calib-images DIR)%s%s%s",
                           b->calib_cache ? " or an existing calibration cache (" : "", b->calib_cache ? b->calib_cache : "",
                           b->calib_cache ? " does not exist)" : "");
     kiln_calib_method method = KILN_CALIB_ENTROPY;
-    if (b->calib_method) KILN_TRY(kiln_calib_method_parse(b->calib_method, &method));
-    kiln_calib_source_kind kind = stat(b->calib_data, &st) == 0 && S_ISDIR(st.st_mode) ? KILN_CALIB_SOURCE_DIR : KILN_CALIB_SOURCE_NPZ;
-    kiln_calib_source_options so = {.batch = b->calib_batch, .max_samples = b->calib_max};
-    kiln_calib_source *src = NULL;
+    const char *mname = cal && cal->method ? cal->method : b->calib_method;
+    if (mname) KILN_TRY(kiln_calib_method_parse(mname, &method));
     kiln_calib_result *r = NULL;
-    kiln_status s = kiln_calib_source_open(kind, m, b->calib_data, &so, &src);
-    if (s == KILN_STATUS_OK) s = kiln_calib_collect(m, src, NULL, b->calib_progress, b->calib_user, &r);
-    kiln_calib_source_destroy(src);
-    if (s) {
-        kiln_calib_result_free(r);
-        return kiln_error_prefix(s, "int8 calibration");
+    kiln_status s;
+    if (cal) {
+        s = kiln_calib_collect_calibrator(m, cal, NULL, b->calib_progress, b->calib_user, &r);
+    } else {
+        kiln_calib_source_kind kind = stat(b->calib_data, &st) == 0 && S_ISDIR(st.st_mode) ? KILN_CALIB_SOURCE_DIR : KILN_CALIB_SOURCE_NPZ;
+        kiln_calib_source_options so = {.batch = b->calib_batch, .max_samples = b->calib_max};
+        kiln_calib_source *src = NULL;
+        s = kiln_calib_source_open(kind, m, b->calib_data, &so, &src);
+        if (s == KILN_STATUS_OK) s = kiln_calib_collect(m, src, NULL, b->calib_progress, b->calib_user, &r);
+        kiln_calib_source_destroy(src);
     }
-    const char **names = kiln_calloc((size_t)(r->n ? r->n : 1), sizeof *names);
-    float *scales = kiln_calloc((size_t)(r->n ? r->n : 1), sizeof *scales);
-    int64_t n = 0;
-    if (!names || !scales) s = kiln_error(KILN_STATUS_OUT_OF_MEMORY, "out of memory");
-    for (int64_t i = 0; s == KILN_STATUS_OK && i < r->n; i++) {
-        const kiln_calib_tensor *t = &r->tensors[i];
-        if (!t->valid) continue;
-        names[n] = kiln_strdup(t->name);
-        if (!names[n]) {
-            s = kiln_error(KILN_STATUS_OUT_OF_MEMORY, "out of memory");
-            break;
-        }
-        scales[n++] = kiln_calib_scale(t->amax[method]);
-    }
+    if (s == KILN_STATUS_OK) s = scales_from_result(r, method, out);
     kiln_calib_result_free(r);
-    out->names = names;
-    out->scales = scales;
-    out->n = n;
-    if (s == KILN_STATUS_OK && b->calib_cache)
-        s = kiln_calib_cache_write(b->calib_cache, kiln_calib_method_cache_name(method), fp, names, scales, n);
+    if (s) return kiln_error_prefix(s, "int8 calibration");
+    const char *alg = kiln_calib_method_cache_name(method);
+    if (b->calib_cache) s = kiln_calib_cache_write(b->calib_cache, alg, fp, out->names, out->scales, out->n);
+    if (s == KILN_STATUS_OK && cal && cal->write_cache) {
+        char *text = NULL;
+        size_t size = 0;
+        s = kiln_calib_cache_format("(the calibrator's write_cache)", alg, fp, out->names, out->scales, out->n, &text, &size);
+        if (s == KILN_STATUS_OK) cal->write_cache(cal->user, text, size);
+        free(text);
+    }
     if (s) scales_free(out);
     return s;
 }
@@ -381,8 +441,15 @@ kiln_status kiln_builder_build(const kiln_builder_t *b, const kiln_model_t *m, k
     const char **fp32_nodes = NULL;
     int n_fp32 = 0;
     kiln_status s = KILN_STATUS_OK;
+    /* A model with Q/DQ nodes is explicitly quantized: its scales are in the graph (kiln_pass_qdq). */
+    bool explicit_q = int8 && kiln_graph_has_qdq(m->graph);
+    if (explicit_q && (b->calib_data || b->calib_cache || b->has_calibrator))
+        return kiln_error(KILN_STATUS_INVALID_ARGUMENT,
+                          "%s has QuantizeLinear/DequantizeLinear nodes (explicit quantization): its int8 scales come from "
+                          "the graph; drop the calibration data, cache and calibrator",
+                          m->path ? m->path : "the model");
     if (int8) {
-        KILN_TRY(int8_scales(b, m, &scales));
+        if (!explicit_q) KILN_TRY(int8_scales(b, m, &scales));
         fp32_nodes = kiln_calloc((size_t)(b->n_layer_precisions + 1), sizeof *fp32_nodes);
         if (!fp32_nodes) {
             scales_free(&scales);
@@ -416,7 +483,7 @@ kiln_status kiln_builder_build(const kiln_builder_t *b, const kiln_model_t *m, k
     if (int8) {
         kiln_quant_options qo = {.fp32_nodes = fp32_nodes, .n_fp32_nodes = n_fp32};
         kiln_pass_stats qst;
-        if ((s = kiln_pass_quantize(g, &scales, &qo, &qst))) goto fail;
+        if ((s = kiln_pass_quantize(g, explicit_q ? NULL : &scales, &qo, &qst))) goto fail;
         if (e->passes.n < (int)(sizeof e->passes.items / sizeof e->passes.items[0])) e->passes.items[e->passes.n++] = qst;
     }
     bool low = (b->precisions & (KILN_PRECISION_FP16 | KILN_PRECISION_BF16)) != 0;

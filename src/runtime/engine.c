@@ -6,6 +6,7 @@
 #endif
 
 #include "../ops/op.h"
+#include "../passes/quantize.h"
 #include "../plan/kiln_file.h"
 
 #include <cjson/cJSON.h>
@@ -213,6 +214,9 @@ kiln_status kiln_engine_describe(const kiln_engine_t *e, char **json) {
                     n->op == KILN_OP_MatMulInteger ||
                     (n->op == KILN_OP_Relu && n->n_inputs > 0 && n->inputs[0] >= 0 && g->values[n->inputs[0]].type.dtype == KILN_DTYPE_I8);
         cJSON_AddStringToObject(o, "precision", int8 ? "int8" : layer_float_precision(g, n));
+        for (int k = 0; !int8 && k < n->attrs.n; k++) /* why a Conv/MatMul/Gemm stayed f32 (passes/quantize.h) */
+            if (strcmp(n->attrs.items[k].name, KILN_INT8_NOTE_ATTR) == 0 && n->attrs.items[k].type == KILN_ATTR_STRING)
+                cJSON_AddStringToObject(o, "int8_note", n->attrs.items[k].s);
         /* The output scale where a constant gives it: y_scale of the QLinear ops, the scale of Q/DQ. */
         int sv = n->op == KILN_OP_QLinearConv || n->op == KILN_OP_QLinearMatMul ? 6
                  : n->op == KILN_OP_QuantizeLinear || n->op == KILN_OP_DequantizeLinear ? 1 : -1;

@@ -88,6 +88,8 @@ struct kiln_builder {
     void (*calib_progress)(int64_t done, int64_t total, void *user);
     void *calib_user;
     char *timing_cache;    /* the CUDA backend's tactic timing cache file, or NULL */
+    kiln_calibrator calibrator; /* kiln_builder_set_calibrator, when has_calibrator */
+    bool has_calibrator;
 };
 
 /* The slot written by each node output (see kiln_mem_plan): slot[first[i] + j] for output j of

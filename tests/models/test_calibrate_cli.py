@@ -14,7 +14,8 @@ What is checked
   * A folder of .npy (stacked or concatenated samples) or .npz files, and an image folder (PNG and
     BMP written here by hand: PIL may be missing), give the same report as the equivalent npz;
     resize + center crop match a numpy version of PIL's antialiased bilinear resampling and
-    torchvision's Resize/CenterCrop rules; layout=nhwc and order=bgr.
+    torchvision's Resize/CenterCrop rules; layout=nhwc and order=bgr. kiln build --int8 --calib-images
+    gives the same cache as kiln calibrate and the same engine as a build from that cache.
   * Errors are one line naming the file and input, exit 1 (2 for usage): a missing input name, a
     wrong per-sample shape, a wrong dtype, unequal sample counts, an empty folder, a corrupt PNG, a
     fixed batch dim that the batch does not fit. The cache is written atomically: a failed run
@@ -507,6 +508,41 @@ def test_image_nhwc_bgr(tmp_path):
     a = report([path, "--calib", tmp_path / "eq.npz"])
     b = report([path, "--calib-images", root, "--calib-preprocess", "layout=nhwc,order=bgr,scale=1,mean=0.5:0.25:0.125,std=0.5:1.5:2"])
     same_tensors(a, b)
+
+
+def test_build_from_image_folder(work, tmp_path):
+    """kiln build --int8 --calib-images: the same image pipeline as kiln calibrate (handed to the builder
+    as a kiln_calibrator), so the same cache bytes, and the engine rebuilt from that cache is the same."""
+    imgs = [random_image(h, w) for h, w in [(12, 10), (9, 14), (10, 10), (20, 11), (8, 9), (11, 12)]]
+    root = tmp_path / "images"
+    write_images(root, imgs)
+    spec = "resize=9,crop=8,mean=0.485:0.456:0.406,std=0.229:0.224:0.225,layout=nchw"
+    c1, c2 = tmp_path / "calibrate.cache", tmp_path / "build.cache"
+    calibrate([work["onnx"], "--calib-images", root, "--calib-preprocess", spec, "--calib-batch", "2", "--method", "mse",
+               "--cache", c1])
+    a, b = tmp_path / "a.kiln", tmp_path / "b.kiln"
+    common = ["build", work["onnx"], "--shapes", "x:1x3x8x8", "--int8"]
+    r = kilnrun.run_kiln([*map(str, common), "-o", str(a), "--calib-images", str(root), "--calib-preprocess", spec,
+                          "--calib-batch", "2", "--calib-method", "mse", "--calib-cache", str(c2)], timeout=120)
+    assert r.kind == "ok", r.stderr
+    assert c1.read_text().splitlines() == c2.read_text().splitlines()
+    r = kilnrun.run_kiln([*map(str, common), "-o", str(b), "--calib-cache", str(c1)], timeout=120)
+    assert r.kind == "ok", r.stderr
+    assert a.read_bytes() == b.read_bytes()
+    r = kilnrun.run_kiln(["inspect", str(a), "--json"])
+    prec = {l["name"]: l["precision"] for l in json.loads(r.stdout)["layers"]}
+    assert prec["conv1"] == prec["conv2"] == "int8", prec
+    # a bad image fails the build with the image's own error, one line
+    (root / "cat" / "zz_broken.png").write_bytes(corrupt_png_bytes())
+    r = kilnrun.run_kiln([*map(str, common), "-o", str(tmp_path / "x.kiln"), "--calib-images", str(root),
+                          "--calib-preprocess", spec], timeout=120)
+    assert_one_line_error(r, "zz_broken.png")
+    r = kilnrun.run_kiln([*map(str, common), "-o", str(tmp_path / "x.kiln"), "--calib-images", str(root),
+                          "--calib", str(work["npz"])], timeout=120)
+    assert_one_line_error(r, "exclude", rc=2)
+    r = kilnrun.run_kiln([*map(str, common), "-o", str(tmp_path / "x.kiln"), "--calib", str(work["npz"]),
+                          "--calib-preprocess", spec], timeout=120)
+    assert_one_line_error(r, "--calib-images", rc=2)
 
 
 # ---- errors ----------------------------------------------------------------------------------------

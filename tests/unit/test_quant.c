@@ -7,7 +7,7 @@
  * Also a small driver for tests/models/test_calibration.py, which compares with numpy:
  *     test_quant --amax METHOD|all FILE.f32 [--batch N] [--percentile P] [--hist OUT.f64]
  * reads raw little-endian float32, feeds it N values at a time (default: all at once), and
- * prints "amax=<%.17g> max_abs=... bin_width=... count=... nan=... inf=... rebins=..." (with
+ * prints "amax=<%.17g> max_abs=... bin_width=... count=... zeros=... nan=... inf=... rebins=..." (with
  * "all": one "METHOD=<amax>" per method); --hist writes the final histogram as raw float64. */
 #include "core/core.h"
 #include "quant/cache.h"
@@ -308,6 +308,45 @@ static void test_entropy_mse(void) {
     CHECK(memcmp(amax, again, sizeof amax) == 0);
     free(x);
     kiln_observer_destroy(o);
+}
+
+/* A ReLU output, mostly exact zeros: entropy leaves the zeros out (int8 holds 0 exactly at any
+ * threshold), so it chooses what it chooses for the positive values alone, and does not clip at
+ * the first candidate as the zero spike would make it. */
+static void test_entropy_zeros(void) {
+    enum { N = 300000 };
+    float *x = malloc(N * sizeof *x), *pos = malloc(N * sizeof *pos);
+    int64_t np_ = 0;
+    for (int i = 0; i < N; i++) {
+        double v = rng_normal() - 0.2; /* about 58 % zeros after the ReLU */
+        x[i] = v > 0 ? (float)v : (i % 2 ? 0.0f : -0.0f);
+        if (v > 0) pos[np_++] = x[i];
+    }
+    kiln_observer *a, *b;
+    kiln_observer_create(&a);
+    kiln_observer_create(&b);
+    kiln_observer_feed(a, x, N);
+    kiln_observer_feed(b, pos, np_);
+    CHECK(a->zero_count == N - np_ && b->zero_count == 0 && a->max_abs == b->max_abs);
+    double ea, eb;
+    CHECK(kiln_calib_amax(a, KILN_CALIB_ENTROPY, NULL, &ea) == KILN_STATUS_OK);
+    CHECK(kiln_calib_amax(b, KILN_CALIB_ENTROPY, NULL, &eb) == KILN_STATUS_OK);
+    CHECK_MSG(ea == eb, "entropy with zeros %g, without %g", ea, eb);
+    double w = kiln_observer_bin_width(a);
+    CHECK_MSG(ea > 0.6 * a->max_abs && ea > 200 * w, "entropy amax %g of max %g (bin width %g)", ea, a->max_abs, w);
+    /* the zeros stay out after re-binning too: the same data in batches that grow */
+    kiln_observer_reset(a);
+    for (int off = 0; off < N; off += 30000) {
+        for (int i = off; i < off + 30000; i++) x[i] *= 1.0f + (float)off / N;
+        kiln_observer_feed(a, x + off, 30000);
+    }
+    CHECK(a->rebins > 0 && a->zero_count == N - np_);
+    CHECK(kiln_calib_amax(a, KILN_CALIB_ENTROPY, NULL, &ea) == KILN_STATUS_OK);
+    CHECK_MSG(ea > 0.5 * a->max_abs, "batched: entropy amax %g of max %g", ea, a->max_abs);
+    free(x);
+    free(pos);
+    kiln_observer_destroy(a);
+    kiln_observer_destroy(b);
 }
 
 static void test_method_names(void) {
@@ -643,9 +682,9 @@ static int amax_main(int argc, char **argv) {
     if (first == last) printf("amax=%.17g", amax[first]);
     else
         for (int m = first; m <= last; m++) printf("%s%s=%.17g", m ? " " : "", kiln_calib_method_name((kiln_calib_method)m), amax[m]);
-    printf(" max_abs=%.17g bin_width=%.17g count=%lld nan=%lld inf=%lld rebins=%lld\n", o->max_abs,
-           kiln_observer_bin_width(o), (long long)o->count, (long long)o->nan_count, (long long)o->inf_count,
-           (long long)o->rebins);
+    printf(" max_abs=%.17g bin_width=%.17g count=%lld zeros=%lld nan=%lld inf=%lld rebins=%lld\n", o->max_abs,
+           kiln_observer_bin_width(o), (long long)o->count, (long long)o->zero_count, (long long)o->nan_count,
+           (long long)o->inf_count, (long long)o->rebins);
     if (hist_out) {
         FILE *h = fopen(hist_out, "wb");
         if (!h || fwrite(o->hist, sizeof o->hist, 1, h) != 1 || fclose(h) != 0) {
@@ -676,6 +715,7 @@ int main(int argc, char **argv) {
     test_minmax();
     test_percentile();
     test_entropy_mse();
+    test_entropy_zeros();
     test_method_names();
     test_quantize_ref();
     test_weights();
