@@ -151,7 +151,8 @@ def check(path: Path, image, expected: dict) -> None:
                    ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"image": image})))
     for k, v in expected.items():
         assert got[k].shape == v.shape, f"{k}: ORT {got[k].shape} vs torch {v.shape}"
-        assert np.allclose(got[k], v, atol=1e-4), f"{k}: ORT differs from torch"
+        # relative: the full model's boxes reach 800 (measured ORT vs torch there: 0.009, ~1e-5 relative)
+        assert np.allclose(got[k], v, rtol=1e-4, atol=1e-4), f"{k}: ORT differs from torch"
     print(f"{path}: onnx.checker ok, ORT matches torch ({len(got['scores'])} detections)")
 
 
