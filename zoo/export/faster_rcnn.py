@@ -118,17 +118,17 @@ def tiny_model() -> FasterRCNN:
     return model
 
 
-def export(size: str, out_dir: Path) -> Path:
+def export(size: str, out_dir: Path, opset: int = 17) -> Path:
     torch.manual_seed(1)
     model = tiny_model() if size == "tiny" else fasterrcnn_resnet50_fpn(weights=None, weights_backbone=None)
     model.eval()
     h, w = TINY_HW if size == "tiny" else FULL_HW
     image = torch.rand(3, h, w, generator=torch.Generator().manual_seed(2))
-    name = "faster_rcnn" if size == "tiny" else "faster_rcnn_full"
+    name = ("faster_rcnn" if size == "tiny" else "faster_rcnn_full") + ("" if opset == 17 else f"_opset{opset}")
     path = out_dir / f"{name}.onnx"
     with torch.no_grad():
         expected = model([image])[0]
-        torch.onnx.export(model, ([image],), str(path), dynamo=False, opset_version=17,
+        torch.onnx.export(model, ([image],), str(path), dynamo=False, opset_version=opset,
                           do_constant_folding=True, input_names=["image"],
                           output_names=["boxes", "labels", "scores"],
                           dynamic_axes={"image": {1: "height", 2: "width"}, "boxes": {0: "detections"},
@@ -160,9 +160,11 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--size", choices=["tiny", "full"], default="tiny")
     ap.add_argument("--out", type=Path, default=Path(__file__).resolve().parents[1] / "models")
+    ap.add_argument("--opset", type=int, default=17, choices=range(11, 18), metavar="11..17",
+                    help="ONNX opset (default 17; 11 gives RoiAlign-10, Resize-11, attribute axes; the file name gets _opsetN)")
     a = ap.parse_args()
     a.out.mkdir(parents=True, exist_ok=True)
-    path = export(a.size, a.out)
+    path = export(a.size, a.out, a.opset)
     print(json.dumps({"onnx": str(path), "bytes": path.stat().st_size}))
 
 
