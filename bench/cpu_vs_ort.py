@@ -12,9 +12,11 @@ The result per model is the median latency of each side over every timed run of 
 their ratio (kiln / ORT: above 1 kiln is slower). Each model's outputs are also compared once
 (`kiln run` vs session.run, max abs difference), so the numbers are for the same computation.
 
-Threads: kiln's executor runs a context on the calling thread (one stream = one thread); ORT gets
-intra_op_num_threads = --threads (default 1, the fair setting) and inter_op 1, sequential. The
-threads each side used are written into the results.
+Threads: both sides get --threads (default 1): kiln through OMP_NUM_THREADS, the threads of the
+oneDNN kernels (src/backends/cpu/) inside one stream (its executor runs on the calling thread);
+ORT as intra_op_num_threads, inter_op 1, sequential. The threads each side used, and how many of
+kiln's layers run on oneDNN and how many on the reference kernels (`kiln inspect`), are written
+into the results. KILN_CPU_REF=1 in the environment times kiln's reference kernels instead.
 
 Models: examples/tiny_cnn.onnx; two built here (cnn224: a small CNN on a 1x3x224x224 image;
 transformer: one pre-LN encoder block, 1x128 tokens x 256, 4 heads, FFN 1024, Gelu as Erf);
@@ -170,6 +172,11 @@ def save_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
 
 # ---- the two sides -------------------------------------------------------------------------------
 
+def kiln_env(args) -> dict:
+    """The environment of the kiln commands: oneDNN's threads set to --threads."""
+    return {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
+
+
 def run(cmd: list, **kw) -> subprocess.CompletedProcess:
     r = subprocess.run([str(c) for c in cmd], capture_output=True, text=True, **kw)
     if r.returncode != 0:
@@ -180,7 +187,7 @@ def run(cmd: list, **kw) -> subprocess.CompletedProcess:
 def kiln_times(kiln: Path, engine: Path, inputs: Path, work: Path, args) -> tuple[list[float], dict]:
     out = work / "bench.json"
     run([kiln, "bench", engine, "--inputs", inputs, "--warmup", args.warmup_ms, "--iterations", args.iterations,
-         "--duration", args.seconds, "--json", out])
+         "--duration", args.seconds, "--json", out], env=kiln_env(args))
     d = json.loads(out.read_text())
     return [it["latency_ms"] for it in d["iterations"]], d
 
@@ -276,10 +283,14 @@ def prepare(name: str, path: Path, kiln: Path, work: Path, args) -> dict:
     shapes = ",".join(f"{k}:{'x'.join(map(str, v.shape))}" for k, v in feeds.items())
     engine = d / f"{name}.kiln"
     t = time.perf_counter()
-    run([kiln, "build", path, "-o", engine, "--shapes", shapes])
+    run([kiln, "build", path, "-o", engine, "--shapes", shapes], env=kiln_env(args))
     build_s = time.perf_counter() - t
     sess = ort_session(path, args.threads)
-    run([kiln, "run", engine, "--inputs", d / "in.npz", "--output", d / "out.npz"])
+    run([kiln, "run", engine, "--inputs", d / "in.npz", "--output", d / "out.npz"], env=kiln_env(args))
+    layers = json.loads(run([kiln, "inspect", engine, "--json"], env=kiln_env(args)).stdout)["layers"]
+    kernels = {}
+    for layer in layers:
+        kernels[layer["kernel"]] = kernels.get(layer["kernel"], 0) + 1
     with np.load(d / "out.npz") as z:
         got = {k: z[k] for k in z.files}
     want = dict(zip([o.name for o in sess.get_outputs()], sess.run(None, feeds)))
@@ -287,7 +298,7 @@ def prepare(name: str, path: Path, kiln: Path, work: Path, args) -> dict:
               for k in want)
     return {"name": name, "path": path, "dir": d, "feeds": feeds, "engine": engine, "sess": sess, "build_s": build_s,
             "max_abs_diff": err, "kiln": [], "ort": [], "kiln_rounds": [], "ort_rounds": [], "kiln_json": None,
-            "shapes": {k: list(v.shape) for k, v in feeds.items()}}
+            "shapes": {k: list(v.shape) for k, v in feeds.items()}, "kernels": kernels}
 
 
 def summarize(m: dict) -> dict:
@@ -299,7 +310,8 @@ def summarize(m: dict) -> dict:
             "kiln_p90_ms": float(np.percentile(m["kiln"], 90)), "ort_p90_ms": float(np.percentile(m["ort"], 90)),
             "kiln_build_s": m["build_s"], "kiln_engine_bytes": m["engine"].stat().st_size,
             "kiln_arena_bytes": m["kiln_json"]["engine"]["arena_bytes"],
-            "kiln_backend": m["kiln_json"]["engine"]["backend"], "max_abs_diff_kiln_vs_ort": m["max_abs_diff"]}
+            "kiln_backend": m["kiln_json"]["engine"]["backend"], "kiln_layer_kernels": m["kernels"],
+            "max_abs_diff_kiln_vs_ort": m["max_abs_diff"]}
 
 
 def write_results(rows: list[dict], info: dict, out_dir: Path) -> tuple[Path, Path]:
@@ -314,23 +326,25 @@ def write_results(rows: list[dict], info: dict, out_dir: Path) -> tuple[Path, Pa
         "",
         f"- machine: {mc['cpu']}, {mc['usable_cpus']} usable CPUs ({mc['logical_cpus']} logical, "
         f"{mc['physical_cores'] or '?'} physical cores), {mc['system']}",
-        f"- kiln commit {info['kiln_commit']}, backend {rows[0]['kiln_backend'] if rows else '?'}; "
+        f"- kiln commit {info['kiln_commit']}, engine backend {rows[0]['kiln_backend'] if rows else '?'} (the CPU executor; each model's layer kernels in the last column); "
         f"onnxruntime {mc['onnxruntime']} (CPUExecutionProvider, default graph optimizations)",
-        f"- threads: kiln {info['threads']['kiln']} (one stream: its executor runs on the calling thread), "
-        f"ORT intra-op {info['threads']['ort_intra_op']}, inter-op 1, sequential",
+        f"- threads: kiln {info['threads']['kiln']} (OMP_NUM_THREADS, oneDNN's kernels inside one stream; the executor "
+        f"runs on the calling thread), ORT intra-op {info['threads']['ort_intra_op']}, inter-op 1, sequential"
+        + (" — KILN_CPU_REF=1: kiln ran its reference kernels only" if info["kiln_cpu_ref"] else ""),
         f"- method: {info['rounds']} interleaved rounds; per round and side a {info['warmup_ms']:g} ms warmup, then at least "
         f"{info['iterations']} runs and {info['seconds']:g} s; medians over every timed run of every round. "
         f"kiln is timed by `kiln bench --json` (wall time of kiln_context_run), ORT by perf_counter around session.run.",
         f"- command: `{info['command']}`; 1-minute load average {info['load_average_1m']['before']:.2f} before, "
         f"{info['load_average_1m']['after']:.2f} after (other work on the machine shows here)",
         "",
-        "| model | input | kiln median ms | ORT median ms | kiln / ORT | kiln runs | ORT runs | max abs diff |",
-        "|---|---|---:|---:|---:|---:|---:|---:|",
+        "| model | input | kiln median ms | ORT median ms | kiln / ORT | kiln runs | ORT runs | max abs diff | kiln layers |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---|",
     ]
     for r in rows:
         shape = "; ".join(f"{k} {'x'.join(map(str, v))}" for k, v in r["input_shapes"].items())
         lines.append(f"| {r['model']} | {shape} | {r['kiln_median_ms']:.3f} | {r['ort_median_ms']:.3f} | "
-                     f"{r['ratio_kiln_over_ort']:.2f} | {r['kiln_runs']} | {r['ort_runs']} | {r['max_abs_diff_kiln_vs_ort']:.2e} |")
+                     f"{r['ratio_kiln_over_ort']:.2f} | {r['kiln_runs']} | {r['ort_runs']} | {r['max_abs_diff_kiln_vs_ort']:.2e} | "
+                     + ", ".join(f"{n} {k}" for k, n in sorted(r["kiln_layer_kernels"].items())) + " |")
     lines += ["", "kiln / ORT above 1 means kiln is slower. Per-round medians (ms), kiln | ORT:", ""]
     for r in rows:
         lines.append(f"- {r['model']}: " + ", ".join(f"{a:.3f}" for a in r["kiln_round_medians_ms"]) + " | " +
@@ -348,7 +362,8 @@ def main(argv=None) -> int:
     ap.add_argument("--iterations", type=int, default=5, help="at least this many timed runs per side and round (default 5)")
     ap.add_argument("--seconds", type=float, default=1.0, help="and at least this long per side and round (default 1)")
     ap.add_argument("--warmup-ms", type=float, default=200, help="warmup per side and round (default 200)")
-    ap.add_argument("--threads", type=int, default=1, help="ORT intra-op threads (default 1: kiln uses one thread)")
+    ap.add_argument("--threads", type=int, default=1,
+                    help="threads of each side: OMP_NUM_THREADS for kiln's oneDNN kernels, intra-op threads for ORT (default 1)")
     ap.add_argument("--models", default="", help="only these models (comma-separated names)")
     ap.add_argument("--light", default=",".join(LIGHT_DEFAULT), help="onnx-light models to add ('all' for nine, '' for none)")
     ap.add_argument("--shared-dir", default=os.environ.get("KILN_SHARED_DIR") or REPO.parent / "shared")
@@ -379,7 +394,8 @@ def main(argv=None) -> int:
         rows = [summarize(m) for m in models]
 
     info = {"date": dt.date.today().isoformat(), "machine": machine(), "kiln_commit": kiln_commit(),
-            "threads": {"kiln": 1, "ort_intra_op": args.threads}, "rounds": args.rounds, "iterations": args.iterations,
+            "threads": {"kiln": args.threads, "ort_intra_op": args.threads},
+            "kiln_cpu_ref": os.environ.get("KILN_CPU_REF", "0") not in ("", "0"), "rounds": args.rounds, "iterations": args.iterations,
             "seconds": args.seconds, "warmup_ms": args.warmup_ms, "input_seed": args.seed,
             "load_average_1m": {"before": load_before[0], "after": os.getloadavg()[0]},
             "command": " ".join(["bench/cpu_vs_ort.py", *(argv if argv is not None else sys.argv[1:])])}

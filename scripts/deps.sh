@@ -5,7 +5,7 @@
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 pkgs=(build-essential cmake ninja-build pkg-config libprotobuf-c-dev protobuf-c-compiler libonnx-dev
-      libzip-dev libcjson-dev libstb-dev zlib1g-dev python3-venv libcairo2-dev)
+      libzip-dev libcjson-dev libstb-dev zlib1g-dev python3-venv libcairo2-dev libdnnl-dev)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

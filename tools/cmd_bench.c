@@ -7,6 +7,7 @@
  * timer). docs/bench.md is the user guide; tests/models/test_bench.py checks it. */
 #include "bench.h"
 #include "cli.h"
+#include "cli_inputs.h"
 
 #include "core/core.h"
 #include "io/npy.h"
@@ -264,27 +265,6 @@ static kiln_status describe(const kiln_engine_t *e, bench_result *r, bool want_l
 
 /* ---- inputs ---- */
 
-/* xorshift64*: small, seedable, the same data for the same --seed on every machine. */
-static double next_uniform(uint64_t *s) {
-    *s ^= *s >> 12;
-    *s ^= *s << 25;
-    *s ^= *s >> 27;
-    return (double)((*s * 2685821657736338717ull) >> 11) / 9007199254740992.0;
-}
-
-/* Floats uniform in [-1, 1), integers in 0..7 (valid indices for most gathers), bools half true. */
-static kiln_status random_tensor(kiln_dtype dt, int rank, const int64_t *dims, uint64_t *state, kiln_tensor **out) {
-    KILN_TRY(kiln_tensor_create(dt, rank, dims, out));
-    int64_t n = kiln_tensor_count(*out);
-    for (int64_t k = 0; k < n; k++) {
-        double u = next_uniform(state);
-        if (kiln_dtype_is_float(dt)) kiln_store_f64(dt, (*out)->data, k, u * 2.0 - 1.0);
-        else if (dt == KILN_DTYPE_BOOL) kiln_store_i64(dt, (*out)->data, k, u < 0.5);
-        else kiln_store_i64(dt, (*out)->data, k, (int64_t)(u * 8.0));
-    }
-    return KILN_STATUS_OK;
-}
-
 /* The shape input i runs with: --shapes, else the npz array's, else the profile's opt with
  * --batch as the leading dim. rank -1: an input with a default value nobody overrides. */
 static kiln_status input_shape(const bench_setup *st, const bench_opts *o, int i, const kiln_tensor *given, int *rank,
@@ -329,7 +309,8 @@ static kiln_status make_inputs(bench_setup *st, const bench_opts *o, bench_resul
     st->data = kiln_calloc((size_t)(n_in ? n_in : 1), sizeof *st->data);
     r->inputs = kiln_calloc((size_t)(n_in ? n_in : 1), sizeof *r->inputs);
     if (!st->data || !r->inputs) return kiln_error(KILN_STATUS_OUT_OF_MEMORY, "out of memory");
-    uint64_t state = (uint64_t)o->seed * 0x9E3779B97F4A7C15ull + 1;
+    cli_rng rng;
+    cli_rng_seed(&rng, (uint64_t)o->seed);
     for (int i = 0; i < n_in; i++) {
         const char *name = kiln_engine_input_name(st->e, i);
         const kiln_tensor *given = npz_array(st, name);
@@ -345,7 +326,9 @@ static kiln_status make_inputs(bench_setup *st, const bench_opts *o, bench_resul
                                   kiln_dtype_name(given->dtype), kiln_dtype_name(dt));
             KILN_TRY(kiln_tensor_clone(given, &st->data[i]));
         } else {
-            KILN_TRY(random_tensor(dt, rank, dims, &state, &st->data[i]));
+            double lo, hi;
+            cli_range_for(NULL, 0, kiln_engine_input_name(st->e, i), dt, &lo, &hi);
+            KILN_TRY(cli_random_tensor(dt, rank, dims, lo, hi, &rng, &st->data[i]));
         }
         bench_input *bi = &r->inputs[r->n_inputs++];
         bi->name = kiln_strdup(name);

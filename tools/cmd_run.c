@@ -3,6 +3,7 @@
  * (or seeded random data), run, and print a summary of each output or save them all to an
  * .npz keyed by output name. */
 #include "cli.h"
+#include "cli_inputs.h"
 
 #include "core/core.h"
 #include "io/npy.h"
@@ -70,15 +71,7 @@ typedef struct run_opts {
     int print;
 } run_opts;
 
-/* xorshift64*: a small, documented, seedable generator for input data. */
-static double next_uniform(uint64_t *s) {
-    *s ^= *s >> 12;
-    *s ^= *s << 25;
-    *s ^= *s >> 27;
-    return (double)((*s * 2685821657736338717ull) >> 11) / 9007199254740992.0;
-}
-
-static kiln_status random_input(const runner *r, int i, const run_opts *o, uint64_t *state, kiln_tensor **out) {
+static kiln_status random_input(const runner *r, int i, const run_opts *o, cli_rng *rng, kiln_tensor **out) {
     kiln_dtype dt;
     int rank;
     int64_t dims[KILN_MAX_RANK];
@@ -97,15 +90,9 @@ static kiln_status random_input(const runner *r, int i, const run_opts *o, uint6
     for (int k = 0; k < rank; k++)
         if (dims[k] < 0)
             return kiln_error(KILN_STATUS_INVALID_ARGUMENT, "input '%s' has a dynamic dim %d: give its shape with --shapes %s:...", name, k, name);
-    KILN_TRY(kiln_tensor_create(dt, rank, dims, out));
-    int64_t n = kiln_tensor_count(*out);
-    for (int64_t k = 0; k < n; k++) {
-        double u = next_uniform(state);
-        if (kiln_dtype_is_float(dt)) kiln_store_f64(dt, (*out)->data, k, u * 2.0 - 1.0);
-        else if (dt == KILN_DTYPE_BOOL) kiln_store_i64(dt, (*out)->data, k, u < 0.5);
-        else kiln_store_i64(dt, (*out)->data, k, (int64_t)(u * 8.0));
-    }
-    return KILN_STATUS_OK;
+    double lo, hi;
+    cli_range_for(NULL, 0, name, dt, &lo, &hi); /* floats in [-1, 1), integers 0..7, bools half true */
+    return cli_random_tensor(dt, rank, dims, lo, hi, rng, out);
 }
 
 static void print_output(const char *name, kiln_tensor *t, int nprint) {
@@ -212,14 +199,15 @@ int cmd_run(int argc, char **argv) {
         nb++;
     }
     if (o.random) {
-        uint64_t state = o.seed * 0x9E3779B97F4A7C15ull + 1;
+        cli_rng rng;
+        cli_rng_seed(&rng, o.seed);
         for (int i = 0; i < n_in; i++) {
             const char *name = r_input_name(&r, i);
             bool given = false;
             for (int k = 0; k < nb; k++) given |= strcmp(b[k].name, name) == 0;
             if (given) continue;
             b[nb].name = kiln_strdup(name);
-            if ((s = random_input(&r, i, &o, &state, &b[nb].t))) { nb++; goto fail; }
+            if ((s = random_input(&r, i, &o, &rng, &b[nb].t))) { nb++; goto fail; }
             nb++;
         }
     }

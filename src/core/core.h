@@ -47,6 +47,8 @@ static inline bool kiln_dim_known(int64_t d) { return d >= 0; }
  * inference at build time); dims may then hold unknown or symbolic values. */
 enum {
     KILN_TENSOR_OWNS_DATA = 1u, /* data was malloc'ed by kiln_tensor_alloc and is freed with it */
+    KILN_TENSOR_CONSTANT = 2u,  /* a view of an engine constant: the same data at every run (the CPU
+                                 * executor sets it; fast kernels keep what they derive from it) */
 };
 
 struct kiln_tensor {

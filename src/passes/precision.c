@@ -8,7 +8,8 @@
  * back. Graph inputs and outputs keep their float32 type and their names, so callers see the
  * same engine interface at every precision. Nodes named in keep_fp32 (--layer-precision
  * NODE:fp32) and ops that lose too much in 16 bits (Pow, Exp-based reductions, ReduceProd,
- * cumulative sums...) stay float32. */
+ * cumulative sums...) stay float32. So do Sin and Cos, with the arithmetic that computes their
+ * argument (see keep_phases). */
 #include "pass_util.h"
 #include "passes.h"
 
@@ -101,6 +102,43 @@ static kiln_status twin(lower_ctx *lc, int v, int *out) {
 
 static bool is_f32(const kiln_graph *g, int v) { return v >= 0 && g->values[v].type.dtype == KILN_DTYPE_F32; }
 
+/* Ops through which a Sin/Cos argument is computed: arithmetic, products and data movement. */
+static bool phase_op(int op) {
+    switch (op) {
+    case KILN_OP_Add: case KILN_OP_Sub: case KILN_OP_Mul: case KILN_OP_Div: case KILN_OP_Neg: case KILN_OP_MatMul:
+    case KILN_OP_Concat: case KILN_OP_Slice: case KILN_OP_Gather: case KILN_OP_Transpose: case KILN_OP_Reshape:
+    case KILN_OP_Flatten: case KILN_OP_Squeeze: case KILN_OP_Unsqueeze: case KILN_OP_Identity: case KILN_OP_Expand:
+    case KILN_OP_Tile:
+        return true;
+    default: return false;
+    }
+}
+
+/* Marks every Sin and Cos, and the nodes computing their argument back to its non-float or
+ * constant sources, to stay float32. A sinusoidal timestep or position embedding takes the sine of
+ * t * f with t up to a thousand or more: in fp16 the argument's spacing there is 0.5 (in bf16, 8),
+ * so the phase, and the embedding, would be noise; the result itself is in [-1, 1] and fine. */
+static kiln_status keep_phases(const kiln_graph *g, bool *keep) {
+    int *stack = kiln_malloc(sizeof(int) * (size_t)(g->n_nodes ? g->n_nodes : 1)), top = 0;
+    if (!stack) return kiln_error(KILN_STATUS_OUT_OF_MEMORY, "out of memory");
+    for (int i = 0; i < g->n_nodes; i++)
+        if (g->nodes[i].op == KILN_OP_Sin || g->nodes[i].op == KILN_OP_Cos) {
+            keep[i] = true;
+            stack[top++] = i;
+        }
+    while (top > 0) {
+        const kiln_node *n = &g->nodes[stack[--top]];
+        for (int k = 0; k < n->n_declared; k++) {
+            int v = n->inputs[k], p = v >= 0 && is_f32(g, v) ? g->values[v].producer : -1;
+            if (p < 0 || keep[p] || !phase_op(g->nodes[p].op)) continue;
+            keep[p] = true; /* each node enters the stack once, so it never overflows */
+            stack[top++] = p;
+        }
+    }
+    free(stack);
+    return KILN_STATUS_OK;
+}
+
 static bool kept(const kiln_node *n, const char *const *keep, int n_keep) {
     for (int k = 0; k < n_keep; k++)
         if (strcmp(n->name, keep[k]) == 0) return true;
@@ -117,11 +155,13 @@ kiln_status kiln_pass_reduce_precision(kiln_graph *g, kiln_dtype to, const char 
     if (!lc.low) return kiln_error(KILN_STATUS_OUT_OF_MEMORY, "out of memory");
     for (int v = 0; v < g->n_values; v++) lc.low[v] = -1;
     bool *up = kiln_calloc((size_t)(g->n_values ? g->n_values : 1), sizeof(bool)); /* outputs moved to a twin */
-    kiln_status s = up ? pc_init(&lc.pc, g) : kiln_error(KILN_STATUS_OUT_OF_MEMORY, "out of memory");
     int n_nodes = g->n_nodes;
+    bool *phase = kiln_calloc((size_t)(n_nodes ? n_nodes : 1), sizeof(bool)); /* Sin/Cos and their arguments */
+    kiln_status s = up && phase ? keep_phases(g, phase) : kiln_error(KILN_STATUS_OUT_OF_MEMORY, "out of memory");
+    if (s == KILN_STATUS_OK) s = pc_init(&lc.pc, g);
     for (int i = 0; s == KILN_STATUS_OK && i < n_nodes; i++) {
         const kiln_node *n = &g->nodes[i];
-        if (!lowerable(n->op) || kept(n, keep_fp32, n_keep)) continue;
+        if (!lowerable(n->op) || phase[i] || kept(n, keep_fp32, n_keep)) continue;
         bool any = false;
         for (int k = 0; k < n->n_inputs; k++) any |= is_f32(g, n->inputs[k]) && converts_input(n->op, k);
         for (int j = 0; j < n->n_outputs; j++) any |= is_f32(g, n->outputs[j]);
@@ -156,6 +196,7 @@ kiln_status kiln_pass_reduce_precision(kiln_graph *g, kiln_dtype to, const char 
     else pc_free(&lc.pc);
     free(lc.low);
     free(up);
+    free(phase);
     if (s == KILN_STATUS_OK) s = kiln_graph_infer(g);
     if (st) {
         st->fused = lc.nodes;

@@ -5,7 +5,8 @@
  *   x  = DequantizeLinear(xq, s_x, z_x)               xq int8 or uint8, s_x and z_x per tensor
  *   W  = DequantizeLinear(Wq, s_w, 0, axis)           Wq a constant int8, or QuantizeLinear of an f32
  *                                                     constant (fake-quantized weights); zero point 0;
- *                                                     s_w per tensor or along the output-channel axis
+ *                                                     s_w per tensor or along the output-channel axis;
+ *                                                     for MatMul/Gemm also through a 2-D Transpose
  *   b  = an f32 constant, or DequantizeLinear of a constant (int32 bias)
  *   y  = Conv(x, W, b) / MatMul(x, W) / Gemm(x, W, b) / kiln.FusedMatMul(x, W, b), fused act allowed
  *   every reader of y is QuantizeLinear(y, s_y, z_y) with the same s_y, z_y (optional: without it
@@ -15,6 +16,7 @@
  * returned). Scales and zero points must be constants. Tested by tests/models/test_int8_qdq.py. */
 #include "quant_layer.h"
 
+#include "../ops/shape_internal.h"
 #include "../quant/quantize.h"
 
 #include <math.h>
@@ -101,7 +103,7 @@ static const char *act_input(const pass_ctx *c, int x, qlayer *L) {
 /* Symmetric int8 weights w = DequantizeLinear(q, s, 0, axis), q a constant or QuantizeLinear of an
  * f32 constant; s per tensor or along ch_axis of w. Copies q (w's layout) and the scales per channel
  * into L->w, L->sw (m = dims[ch_axis]) and w's shape into L->wrank, L->wdims. */
-static const char *weights_of(const pass_ctx *c, int w, int ch_axis, qlayer *L) {
+static const char *dq_weights(const pass_ctx *c, int w, int ch_axis, qlayer *L) {
     const kiln_graph *g = c->g;
     int d = pc_prod_op(c, w, KILN_OP_DequantizeLinear);
     if (d < 0) return "its weights are not dequantized int8";
@@ -148,6 +150,30 @@ static const char *weights_of(const pass_ctx *c, int w, int ch_axis, qlayer *L) 
     L->per = total / m;
     L->wrank = qt->rank;
     memcpy(L->wdims, qt->dims, sizeof(int64_t) * (size_t)qt->rank);
+    return NULL;
+}
+
+/* dq_weights, or the same through a 2-D Transpose: w = Transpose(DequantizeLinear(...)), which is
+ * how torch exports a quantized Linear applied to a 3-D input (F.linear becomes MatMul(x, W^T), and
+ * pytorch-quantization's per-channel weight quantizer sits on W, axis 0, before the transpose). The
+ * weights are then read along the other axis and transposed into w's layout. */
+static const char *weights_of(const pass_ctx *c, int w, int ch_axis, qlayer *L) {
+    const kiln_graph *g = c->g;
+    int tr = pc_prod_op(c, w, KILN_OP_Transpose);
+    if (tr < 0 || g->values[w].type.rank != 2) return dq_weights(c, w, ch_axis, L);
+    const kiln_transpose_params *tp = g->nodes[tr].params; /* no perm: reversed axes */
+    bool swap = !(tp && tp->n_perm == 2 && tp->perm[0] == 0);
+    const char *why = dq_weights(c, g->nodes[tr].inputs[0], swap ? 1 - ch_axis : ch_axis, L);
+    if (why || !swap) return why;
+    int64_t r = L->wdims[0], k = L->wdims[1];
+    int8_t *t = malloc((size_t)(r * k));
+    if (!t) return "out of memory";
+    for (int64_t i = 0; i < r; i++)
+        for (int64_t j = 0; j < k; j++) t[j * r + i] = L->w[i * k + j];
+    free(L->w);
+    L->w = t;
+    L->wdims[0] = k;
+    L->wdims[1] = r;
     return NULL;
 }
 

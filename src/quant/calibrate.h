@@ -45,6 +45,8 @@ typedef struct kiln_calib_options {
     double percentile; /* PERCENTILE: in (0, 100] */
     int levels;        /* ENTROPY: quantized levels Q is merged into, 2 .. start_bin */
     int start_bin;     /* ENTROPY, MSE: first candidate bin, levels .. BINS */
+    int single_method; /* 1 + the only method whose amax a collection computes (a build needs one;
+                          entropy is the costly one), 0: all four (kiln calibrate reports them) */
 } kiln_calib_options;
 
 /* "minmax", "entropy", "percentile", "mse"; NULL for an unknown value. */

@@ -111,6 +111,8 @@ static kiln_status check_options(const kiln_calib_options *opt, kiln_calib_optio
     if (o.percentile == 0) o.percentile = KILN_CALIB_DEFAULT_PERCENTILE;
     if (o.levels == 0) o.levels = KILN_CALIB_DEFAULT_LEVELS;
     if (o.start_bin == 0) o.start_bin = KILN_CALIB_DEFAULT_START_BIN;
+    if (o.single_method < 0 || o.single_method > KILN_CALIB_METHOD_COUNT)
+        return kiln_error(KILN_STATUS_INVALID_ARGUMENT, "calibration: single_method %d is not a method", o.single_method);
     kiln_observer *probe;
     KILN_TRY(kiln_observer_create(&probe));
     float one = 1.0f;
@@ -197,9 +199,15 @@ kiln_status kiln_calib_collect_from(const kiln_model *m, kiln_calib_next_fn next
                 t->obs = st.obs[v];
                 st.obs[v] = NULL; /* owned by the result now; a value listed twice is taken once */
                 r->n++;
-                if (t->obs->count > 0 && kiln_calib_amax_all(t->obs, &o, t->amax) == KILN_STATUS_OK) {
+                for (int k = 0; k < KILN_CALIB_METHOD_COUNT; k++) t->amax[k] = NAN;
+                int only = o.single_method - 1;
+                kiln_status as = t->obs->count == 0 ? KILN_STATUS_INVALID_ARGUMENT
+                                 : only >= 0 ? kiln_calib_amax(t->obs, (kiln_calib_method)only, &o, &t->amax[only])
+                                             : kiln_calib_amax_all(t->obs, &o, t->amax);
+                if (as == KILN_STATUS_OK) {
                     t->valid = true;
                 } else {
+                    kiln_clear_error();
                     t->valid = false;
                     for (int k = 0; k < KILN_CALIB_METHOD_COUNT; k++) t->amax[k] = NAN;
                 }

@@ -333,15 +333,16 @@ static kiln_status int8_scales(const kiln_builder_t *b, const kiln_model *m, kil
     const char *mname = cal && cal->method ? cal->method : b->calib_method;
     if (mname) KILN_TRY(kiln_calib_method_parse(mname, &method));
     kiln_calib_result *r = NULL;
+    kiln_calib_options co = {.single_method = (int)method + 1}; /* the build needs only this method's amax */
     kiln_status s;
     if (cal) {
-        s = kiln_calib_collect_calibrator(m, cal, NULL, b->calib_progress, b->calib_user, &r);
+        s = kiln_calib_collect_calibrator(m, cal, &co, b->calib_progress, b->calib_user, &r);
     } else {
         kiln_calib_source_kind kind = stat(b->calib_data, &st) == 0 && S_ISDIR(st.st_mode) ? KILN_CALIB_SOURCE_DIR : KILN_CALIB_SOURCE_NPZ;
         kiln_calib_source_options so = {.batch = b->calib_batch, .max_samples = b->calib_max};
         kiln_calib_source *src = NULL;
         s = kiln_calib_source_open(kind, m, b->calib_data, &so, &src);
-        if (s == KILN_STATUS_OK) s = kiln_calib_collect(m, src, NULL, b->calib_progress, b->calib_user, &r);
+        if (s == KILN_STATUS_OK) s = kiln_calib_collect(m, src, &co, b->calib_progress, b->calib_user, &r);
         kiln_calib_source_destroy(src);
     }
     if (s == KILN_STATUS_OK) s = scales_from_result(r, method, out);

@@ -9,6 +9,7 @@
 #include "../backends/cuda/cuda_exec.h"
 #endif
 
+#include "../backends/cpu/cpu_backend.h"
 #include "../ops/op.h"
 
 #include <string.h>
@@ -46,8 +47,13 @@ kiln_status kiln_context_create(const kiln_engine_t *e, kiln_context_t **out) {
     c->heap = kiln_calloc((size_t)(c->n_slots ? c->n_slots : 1), sizeof(bool));
     c->naive_offsets = kiln_calloc((size_t)(c->n_slots ? c->n_slots : 1), sizeof(uint64_t));
     bool gpu = e->gpu != NULL; /* a cuda engine: the arena is on the device */
+    if (!gpu) {
+        c->cpu = kiln_cpu_forced_ref() ? NULL : kiln_cpu_ops();
+        c->cpu_state = kiln_calloc((size_t)(g->n_nodes ? g->n_nodes : 1), sizeof(void *));
+        c->cpu_state_free = kiln_calloc((size_t)(g->n_nodes ? g->n_nodes : 1), sizeof(*c->cpu_state_free));
+    }
     if (!gpu) c->arena = aligned_alloc(KILN_ARENA_ALIGN, (c->arena_bytes + KILN_ARENA_ALIGN - 1) / KILN_ARENA_ALIGN * KILN_ARENA_ALIGN + KILN_ARENA_ALIGN);
-    if (!c->inputs || !c->outputs || !c->slots || !c->heap || !c->naive_offsets || (!gpu && !c->arena) ||
+    if (!c->inputs || !c->outputs || !c->slots || !c->heap || !c->naive_offsets || (!gpu && (!c->arena || !c->cpu_state || !c->cpu_state_free)) ||
         kiln_slot_map_build(g, &c->map) != KILN_STATUS_OK) {
         kiln_context_destroy(c);
         return kiln_error(KILN_STATUS_OUT_OF_MEMORY, "cannot allocate a context's %llu-byte arena", (unsigned long long)c->arena_bytes);
@@ -71,6 +77,10 @@ void kiln_context_destroy(kiln_context_t *c) {
     kiln_cuda_context_destroy(c->gpu, c->e->model.graph->n_nodes, c->e->model.graph->n_inputs);
 #endif
     if (c->slots && c->heap) free_heap(c);
+    for (int i = 0; c->cpu_state && c->cpu_state_free && i < c->e->model.graph->n_nodes; i++)
+        if (c->cpu_state_free[i]) c->cpu_state_free[i](c->cpu_state[i]);
+    free(c->cpu_state);
+    free(c->cpu_state_free);
     free(c->inputs);
     free(c->outputs);
     free(c->slots);
@@ -212,6 +222,15 @@ static kiln_status place(kiln_context_t *c, int sl, kiln_tensor *t, const kiln_n
     return KILN_STATUS_OK;
 }
 
+/* Node i on its fast CPU kernel when there is one and it takes these inputs (it applies the
+ * fused activation itself); UNSUPPORTED sends the node to its reference kernel. */
+static kiln_status run_fast(kiln_context_t *c, int i, kiln_tensor *const *in, kiln_tensor *out) {
+    const kiln_node *n = &c->e->model.graph->nodes[i];
+    const kiln_cpu_op *k = c->cpu ? &c->cpu[n->op] : NULL;
+    if (!k || !k->run || !out[0].data || !k->supports(n, in, &out[0])) return KILN_STATUS_UNSUPPORTED;
+    return k->run(n, &c->cpu_state[i], &c->cpu_state_free[i], in, out);
+}
+
 static kiln_status run_node(kiln_context_t *c, int i) {
     const kiln_graph *g = c->e->model.graph;
     const kiln_node *n = &g->nodes[i];
@@ -235,15 +254,18 @@ static kiln_status run_node(kiln_context_t *c, int i) {
         }
     bool aliased = kiln_op_alias(n->op) && in[0] && out[0].data == in[0]->data && out[0].data;
     kiln_status s = KILN_STATUS_OK;
+    bool fast = false; /* a fast kernel ran, fused activation included */
     if (!aliased) {
         if (kiln_op_inplace(n->op) && in[0] && out[0].data == in[0]->data && out[0].data &&
             (in[0]->rank != out[0].rank || memcmp(in[0]->dims, out[0].dims, sizeof(int64_t) * (size_t)out[0].rank) != 0))
             return kiln_node_error(n, KILN_STATUS_INTERNAL, "in-place output does not have its input's shape");
         /* Kernels may (re)allocate outputs whose size depends on data; planned pointers carry no
          * ownership flag, so kiln_tensor_alloc leaves the arena alone. */
-        s = op->ref(n, in, out);
+        s = run_fast(c, i, in, out);
+        fast = s != KILN_STATUS_UNSUPPORTED;
+        if (!fast) s = op->ref(n, in, out);
     }
-    if (s == KILN_STATUS_OK && n->act.kind != KILN_ACT_NONE && out[0].data) kiln_act_apply(&n->act, &out[0]);
+    if (s == KILN_STATUS_OK && !fast && n->act.kind != KILN_ACT_NONE && out[0].data) kiln_act_apply(&n->act, &out[0]);
     for (int j = 0; j < n->n_outputs; j++) {
         kiln_tensor *dst = &c->slots[slot[j]];
         if (s == KILN_STATUS_OK && out[j].rank < 0)
@@ -319,7 +341,7 @@ kiln_status kiln_context_run(kiln_context_t *c) {
     for (int v = 0; v < g->n_values; v++)
         if (g->values[v].flags & KILN_VALUE_CONST) {
             c->slots[v] = g->values[v].type;
-            c->slots[v].flags = 0; /* a view */
+            c->slots[v].flags = KILN_TENSOR_CONSTANT; /* a view */
         }
     for (int i = 0; i < g->n_inputs; i++) {
         const kiln_value *v = &g->values[g->inputs[i]];

@@ -32,6 +32,9 @@ struct kiln_context {
     kiln_run_timing timing;       /* of the last successful run */
     bool cuda_graph, transfers;   /* kiln_context_set_cuda_graph / _set_data_transfers */
     struct kiln_cuda_context *gpu; /* the CUDA executor's state, for a "cuda" engine */
+    const struct kiln_cpu_op *cpu; /* the fast CPU kernels (src/backends/cpu); NULL: reference only */
+    void **cpu_state;              /* per node: a fast kernel's prepared state, and its free */
+    void (**cpu_state_free)(void *state);
 };
 
 

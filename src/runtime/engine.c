@@ -5,6 +5,7 @@
 #include "../backends/cuda/cuda_exec.h"
 #endif
 
+#include "../backends/cpu/cpu_backend.h"
 #include "../ops/op.h"
 #include "../passes/quantize.h"
 #include "../plan/kiln_file.h"
@@ -151,7 +152,14 @@ static const char *layer_kernel(const kiln_engine *e, int i) {
         return k ? k : "cuda";
     }
 #endif
-    return strcmp(e->backend, "cuda") == 0 ? "cuda" : "ref";
+    if (strcmp(e->backend, "cuda") == 0) return "cuda";
+    /* a CPU engine: the fast kernel when it takes the node's value types, else the reference */
+    const kiln_graph *g = e->model.graph;
+    const kiln_node *n = &g->nodes[i];
+    kiln_tensor *in[256];
+    if (n->n_outputs < 1 || n->outputs[0] < 0 || n->n_inputs > 256) return "ref";
+    for (int k = 0; k < n->n_inputs; k++) in[k] = n->inputs[k] >= 0 ? (kiln_tensor *)&g->values[n->inputs[k]].type : NULL;
+    return kiln_cpu_kernel_name(n, in, &g->values[n->outputs[0]].type);
 }
 
 /* fp16 / bf16 when the node writes 16-bit floats (an fp16 or bf16 engine), else fp32. */

@@ -246,3 +246,35 @@ def test_uint8_weights_stay_f32_with_reason(tmp_path):
     kiln("run", tmp_path / "u8.kiln", "--inputs", tmp_path / "in.npz", "--output", tmp_path / "out.npz")
     ref = ort_session(m, False).run(None, {"x": xin})[0]
     np.testing.assert_allclose(kilnrun.load_npz(tmp_path / "out.npz")["y"], ref, rtol=1e-4, atol=1e-4)
+
+
+def test_transposed_weights_are_int8(tmp_path):
+    """torch exports a quantized Linear on a 3-D input as MatMul(x, Transpose(DequantizeLinear(W)))
+    with W [out, in] quantized along axis 0: the weights are read through the Transpose. Two layers:
+    fake-quantized f32 weights with perm [1, 0], then int8 weights with the default (reversing) perm;
+    and one whose Transpose is the identity, which keeps W's axes."""
+    rng = np.random.default_rng(9)
+    n = Net({"x": 0.025, "h": 0.05})
+    x = n.qdq("x")
+    w1 = n.weight("w1", rng.standard_normal((24, 12)) * 0.3, 0, fake=True)  # [out, in]
+    n.node("MatMul", [x, n.node("Transpose", [w1], "w1t", perm=[1, 0])], "fc1")
+    n.node("Add", ["fc1", n.const("b1", 0.1 * rng.standard_normal(24))], "h")
+    h = n.qdq("h")
+    w2 = n.weight("w2", rng.standard_normal((10, 24)) * 0.2, 0)
+    n.node("MatMul", [h, n.node("Transpose", [w2], "w2t")], "fc2")
+    w3 = n.weight("w3", rng.standard_normal((24, 6)) * 0.2, 1)  # [in, out] already
+    n.node("MatMul", [h, n.node("Transpose", [w3], "w3t", perm=[0, 1])], "fc3")
+    m = n.model([helper.make_tensor_value_info("x", TensorProto.FLOAT, [3, 5, 12])],
+                [helper.make_tensor_value_info("fc2", TensorProto.FLOAT, [3, 5, 10]),
+                 helper.make_tensor_value_info("fc3", TensorProto.FLOAT, [3, 5, 6])])
+    onnx.save(m, str(tmp_path / "t.onnx"))
+    xin = (rng.standard_normal((3, 5, 12)) * 1.0).astype(np.float32)
+    kilnrun.save_npz(tmp_path / "in.npz", {"x": xin})
+    kiln("build", tmp_path / "t.onnx", "-o", tmp_path / "t.kiln")
+    kiln("run", tmp_path / "t.kiln", "--inputs", tmp_path / "in.npz", "--output", tmp_path / "out.npz")
+    got = kilnrun.load_npz(tmp_path / "out.npz")
+    for o, ref in zip(("fc2", "fc3"), ort_session(m, False).run(None, {"x": xin})):
+        assert cosine(got[o], ref) >= 0.9999, (o, cosine(got[o], ref))
+    layers = {l["name"]: l for l in json.loads(kiln("inspect", tmp_path / "t.kiln", "--json").stdout)["layers"]}
+    for name in ("fc1", "fc2", "fc3"):
+        assert layers[name]["precision"] == "int8", layers[name]

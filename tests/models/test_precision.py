@@ -17,6 +17,7 @@ import kilnrun  # noqa: E402
 from op_cases import CASES  # noqa: E402
 
 BOUND = {"fp16": 5e-3, "bf16": 3e-2}
+RNG = np.random.default_rng()
 
 
 @pytest.mark.parametrize("prec", sorted(BOUND))
@@ -55,3 +56,45 @@ def test_inspect_shows_16_bit_layers(tmp_path):
     precs = {l["op"]: l["precision"] for l in layers}
     assert precs["Conv"] == "fp16"
     assert sum(l["op"] == "Cast" for l in layers) == 2  # one in, one out
+
+
+def sinusoid_model():
+    """A diffusion timestep embedding: int64 t in [0, 1000) -> Cast -> t * freqs -> [cos, sin] ->
+    MatMul. Its phases reach 1000 rad, where fp16's spacing is 0.5 (bf16's 8)."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    from op_cases import model, vi
+    freqs = np.exp(-np.log(10000.0) * np.arange(24) / 24).astype(np.float32)[None]
+    w = RNG.uniform(-1, 1, size=(48, 10)).astype(np.float32)
+    nodes = [helper.make_node("Cast", ["t"], ["tf"], to=TensorProto.FLOAT),
+             helper.make_node("Unsqueeze", ["tf", "ax"], ["tu"]),
+             helper.make_node("Mul", ["tu", "freqs"], ["arg"], name="mul"),
+             helper.make_node("Cos", ["arg"], ["c"], name="cos"), helper.make_node("Sin", ["arg"], ["s"], name="sin"),
+             helper.make_node("Concat", ["c", "s"], ["e"], axis=1),
+             helper.make_node("MatMul", ["e", "w"], ["y"], name="proj")]
+    inits = [numpy_helper.from_array(np.array([1], np.int64), "ax"), numpy_helper.from_array(freqs, "freqs"),
+             numpy_helper.from_array(w, "w")]
+    m = model(nodes, [vi("t", TensorProto.INT64, [7])], [vi("y", TensorProto.FLOAT, None)], inits)
+    return m, {"t": RNG.integers(0, 1000, size=7).astype(np.int64)}
+
+
+@pytest.mark.parametrize("prec", sorted(BOUND))
+def test_sinusoid_phases_stay_fp32(prec, tmp_path):
+    """Sin/Cos and the product giving their argument stay float32 (the MatMul after them does not):
+    lowered, this embedding's error is tens of percent."""
+    m, feeds = sinusoid_model()
+    path = tmp_path / "model.onnx"
+    onnx.save(m, str(path))
+    (tmp_path / "ref").mkdir()
+    (tmp_path / "eng").mkdir()
+    run, ref = kilnrun.run_model(path, feeds, tmp_path / "ref", build_args=[])
+    assert run.kind == "ok", run.message
+    run, got = kilnrun.run_model(path, feeds, tmp_path / "eng", engine=True, build_args=[f"--{prec}"])
+    assert run.kind == "ok", run.message
+    err = float(np.linalg.norm(got["y"].astype(np.float64) - ref["y"]) / np.linalg.norm(ref["y"].astype(np.float64)))
+    assert err <= BOUND[prec], f"relative L2 error {err:.3e} > {BOUND[prec]}"
+    r = kilnrun.run_kiln(["inspect", tmp_path / "eng" / "model.kiln", "--json"])
+    assert r.kind == "ok", r.message
+    import json
+    precs = {l["name"]: l["precision"] for l in json.loads(r.stdout)["layers"]}
+    assert [precs[n] for n in ("mul", "cos", "sin", "proj")] == ["fp32"] * 3 + [prec], precs

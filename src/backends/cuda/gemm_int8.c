@@ -208,27 +208,8 @@ static kiln_status qmm_tune(kiln_cuda_tune *tune, const kiln_node *n, kiln_tenso
     KILN_TRY(qmm_setup(n, in, out, &c));
     if (c.g.K == 0) return KILN_STATUS_OK;
     int count = gemm_lt_candidates(tune->lt, &c.key, GEMM_TUNE_CANDIDATES);
-    if (count <= 1) {
-        *tactic = count == 1 ? 0 : -1;
-        return KILN_STATUS_OK;
-    }
-    char key[512];
-    gemm_lt_key_str(&c.key, kiln_op_name(n->op), key, sizeof key);
-    int cached = tune->cache ? kiln_timing_cache_get(tune->cache, key) : -1;
-    if (cached >= 0 && cached < count) {
-        *tactic = cached;
-        return KILN_STATUS_OK;
-    }
     qmm_tune_ctx t = {.n = n, .in = in, .out = out};
-    gemm_tune_begin(&t.tr, tune, -1);
-    int best;
-    double ms;
-    kiln_status s = gemm_time_best(tune->stream, count, qmm_tune_one, &t, &best, &ms);
-    gemm_tune_end(&t.tr);
-    if (s != KILN_STATUS_OK) return s;
-    if (tune->cache) kiln_timing_cache_put(tune->cache, key, best, ms);
-    *tactic = best;
-    return KILN_STATUS_OK;
+    return gemm_tune_pick(tune, &c.key, kiln_op_name(n->op), count, qmm_tune_one, &t, &t.tr, tactic);
 }
 
 static bool is_q8(const kiln_tensor *t) { return t && (t->dtype == KILN_DTYPE_I8 || t->dtype == KILN_DTYPE_U8); }

@@ -90,6 +90,11 @@ typedef struct gemm_tune_run {
 } gemm_tune_run;
 void gemm_tune_begin(gemm_tune_run *t, const kiln_cuda_tune *tune, int tactic);
 void gemm_tune_end(gemm_tune_run *t);
+/* The common end of the cuBLASLt tune hooks: of count candidates for k, the timing cache's
+ * earlier choice, else the fastest of fn(ctx, i) timed on the tune stream (tr: the hook's
+ * run-like context inside ctx, begun and ended here); recorded in the cache. */
+kiln_status gemm_tune_pick(const kiln_cuda_tune *tune, const gemm_lt_key *k, const char *op, int count,
+                           kiln_status (*fn)(void *ctx, int i), void *ctx, gemm_tune_run *tr, int *tactic);
 
 /* A bump allocator over one scratch block: gemm_scratch_add reserves (256-byte aligned) sizes,
  * gemm_scratch_get takes the block once, then gemm_scratch_at gives each reserved piece. */

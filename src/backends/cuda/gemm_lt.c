@@ -362,3 +362,27 @@ kiln_status gemm_finish_act(kiln_cuda_run *r, const kiln_node *n, kiln_tensor *o
     if (act_done || n->act.kind == KILN_ACT_NONE || !kiln_dtype_is_float(out->dtype)) return KILN_STATUS_OK;
     return kiln_cuda_apply_act(r, n, &n->act, out);
 }
+
+kiln_status gemm_tune_pick(const kiln_cuda_tune *tune, const gemm_lt_key *k, const char *op, int count,
+                           kiln_status (*fn)(void *ctx, int i), void *ctx, gemm_tune_run *tr, int *tactic) {
+    if (count <= 1) {
+        *tactic = count == 1 ? 0 : -1;
+        return KILN_STATUS_OK;
+    }
+    char key[512];
+    gemm_lt_key_str(k, op, key, sizeof key);
+    int cached = kiln_timing_cache_get(tune->cache, key);
+    if (cached >= 0 && cached < count) {
+        *tactic = cached;
+        return KILN_STATUS_OK;
+    }
+    gemm_tune_begin(tr, tune, -1);
+    int best;
+    double ms;
+    kiln_status s = gemm_time_best(tune->stream, count, fn, ctx, &best, &ms);
+    gemm_tune_end(tr);
+    if (s != KILN_STATUS_OK) return s;
+    kiln_timing_cache_put(tune->cache, key, best, ms);
+    *tactic = best;
+    return KILN_STATUS_OK;
+}

@@ -1,0 +1,36 @@
+/* registry.c — the CPU op table (filled once from each family's register function), the
+ * KILN_CPU_REF switch and the kernel names kiln inspect shows. Tested through the executor by
+ * tests/models/test_cpu_kernels.py. */
+#include "cpu_backend.h"
+
+#include <pthread.h>
+#include <string.h>
+
+static kiln_cpu_op table[KILN_OP_COUNT];
+static pthread_once_t table_once = PTHREAD_ONCE_INIT;
+
+static void fill_table(void) {
+#ifdef KILN_HAVE_DNNL
+    kiln_cpu_register_dnnl_conv(table);
+    kiln_cpu_register_dnnl_matmul(table);
+    kiln_cpu_register_dnnl_pool(table);
+    kiln_cpu_register_dnnl_norm(table);
+    kiln_cpu_register_dnnl_eltwise(table);
+#endif
+}
+
+const kiln_cpu_op *kiln_cpu_ops(void) {
+    pthread_once(&table_once, fill_table);
+    return table;
+}
+
+bool kiln_cpu_forced_ref(void) {
+    const char *v = getenv("KILN_CPU_REF");
+    return v && *v && strcmp(v, "0") != 0;
+}
+
+const char *kiln_cpu_kernel_name(const kiln_node *n, kiln_tensor *const *in, const kiln_tensor *out) {
+    if (kiln_cpu_forced_ref()) return "ref";
+    const kiln_cpu_op *op = &kiln_cpu_ops()[n->op];
+    return op->run && op->supports && op->supports(n, in, out) ? op->kernel : "ref";
+}
