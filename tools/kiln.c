@@ -3,6 +3,7 @@
 
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -56,6 +57,15 @@ static void usage(FILE *f) {
 }
 
 int main(int argc, char **argv) {
+    /* The OpenMP runtime under oneDNN's CPU kernels reads its settings when it loads, before main;
+     * its default spins its threads after every parallel region, which costs a command run more
+     * CPU than the work whenever kiln's own kernels run between oneDNN's (10-30x on small models).
+     * So the command runs itself with OMP_WAIT_POLICY=passive unless the caller chose a policy
+     * (OMP_WAIT_POLICY=active for the last percent of a long oneDNN-bound benchmark). */
+    if (!getenv("OMP_WAIT_POLICY")) {
+        setenv("OMP_WAIT_POLICY", "passive", 1);
+        execv("/proc/self/exe", argv); /* on failure, carry on as we are */
+    }
     if (argc < 2) {
         usage(stderr);
         return 2;

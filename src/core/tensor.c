@@ -25,7 +25,8 @@ kiln_status kiln_checked_bytes(int64_t count, size_t elem_size, size_t *bytes) {
     return KILN_STATUS_OK;
 }
 
-bool kiln_shape_known(const kiln_tensor *t) { return kiln_shape_count(t->rank, t->dims) >= 0; }
+/* Unknown rank (-1: not inferred yet, e.g. an outer value seen from a subgraph at import) is not known. */
+bool kiln_shape_known(const kiln_tensor *t) { return t->rank >= 0 && kiln_shape_count(t->rank, t->dims) >= 0; }
 
 size_t kiln_tensor_bytes(const kiln_tensor *t) {
     int64_t n = kiln_shape_count(t->rank, t->dims);
