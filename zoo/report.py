@@ -21,7 +21,7 @@ def cpu_speed() -> tuple[dict, str]:
     for r in d["models"]:
         cells[r["model"]] = (f"{r['kiln_ms']:.2f} / {r['ort_ms']:.2f} ({r['ratio']:.2f}x)" if r.get("kiln_ms") is not None
                              else f"fails / {r['ort_ms']:.2f}")
-    src = (f"CPU speed: median latency in ms, kiln FP32 engine / ONNX Runtime, {d['threads']} thread, (kiln/ORT ratio; "
+    src = (f"CPU speed: median latency in ms, kiln FP32 engine / ONNX Runtime, {d['threads']} thread (kiln/ORT ratio in parentheses; "
            f"above 1 kiln is slower), from {files[-1].relative_to(REPO)} ({d['machine']['cpu']}, kiln {d['kiln_commit']}).")
     return cells, src
 
@@ -55,7 +55,7 @@ def main():
         i8 = (f"{r['int8_cosine']:.4f}" if "int8_cosine" in r else (f"fails: {r.get('int8_message', '')[:80]}" if r.get("int8") else "-"))
         extra = r.get("extra_result", "-")
         seeds = ", ".join(s.get("seeds", r.get("seeds", [])))
-        out.append(f"| {name} | {seeds} | {s.get('exercises', r.get('exercises', ''))} | {fp32} | {err} | {i8} | {extra} | {speed.get(name, "-")} | not run |")
+        out.append(f"| {name} | {seeds} | {s.get('exercises', r.get('exercises', ''))} | {fp32} | {err} | {i8} | {extra} | {speed.get(name, '-')} | not run |")
     Path(a.out).write_text("\n".join(out) + "\n")
     print(f"wrote {a.out} ({len(rows)} models)")
 
