@@ -4,6 +4,8 @@
  * block sits at Y's origin (as the ONNX reference and its test do). Tested by test_maxunpool*. */
 #include "../../ops/nn_internal.h"
 
+#include <string.h>
+
 kiln_status kiln_ref_unpool(const kiln_node *node, kiln_tensor *const *in, kiln_tensor *out) {
     const kiln_tensor *X = in[0], *I = in[1];
     int r = X->rank;
@@ -13,6 +15,8 @@ kiln_status kiln_ref_unpool(const kiln_node *node, kiln_tensor *const *in, kiln_
     kiln_contiguous_strides(r, udims, ustr);
     kiln_contiguous_strides(r, out[0].dims, ostr);
     size_t esz = kiln_dtype_size(X->dtype);
+    /* outputs in an engine's arena hold whatever the last run left there */
+    memset(out[0].data, 0, kiln_tensor_bytes(&out[0]));
     for (int64_t j = 0; j < n; j++) {
         int64_t idx = ((const int64_t *)I->data)[j];
         if (idx < 0 || idx >= usize)
