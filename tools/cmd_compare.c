@@ -256,7 +256,7 @@ typedef struct job {
     cmp_tensors sample;
     char **cands;
     int n_cands;
-    char tmpdir[64], cache[128];
+    char tmpdir[512], cache[560]; /* under $TMPDIR */
     char shapes[4096];           /* the profile taken from the data, when the model is dynamic */
     cmp_result res;
     cJSON *json;
@@ -274,7 +274,8 @@ static const char *bisect_cache(job *j) {
     const cmp_build *b = &j->o->build;
     if (!j->o->bisect || !(b->precisions & KILN_PRECISION_INT8) || b->calib_cache) return NULL;
     if (!j->tmpdir[0]) {
-        snprintf(j->tmpdir, sizeof j->tmpdir, "/tmp/kiln-compare-XXXXXX");
+        const char *t = getenv("TMPDIR");
+        snprintf(j->tmpdir, sizeof j->tmpdir, "%s/kiln-compare-XXXXXX", t && *t ? t : "/tmp"); /* mkdtemp's template */
         if (!mkdtemp(j->tmpdir)) {
             j->tmpdir[0] = 0;
             return NULL;
