@@ -3,7 +3,7 @@
 # and packs what the GPU machine needs into build-gpu/dist: the kiln binary, the shared
 # libraries it links that such a machine may lack (libzip, cJSON, protobuf-c, stb...), and a
 # wrapper `kiln` that points the loader at them and at the machine's CUDA libraries. Carry
-# build-gpu/dist to the GPU machine and run scripts/gpu_check.sh there.
+# build-gpu/dist.tar.xz (the same, compressed) to the GPU machine and run scripts/gpu_check.sh there.
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
@@ -14,9 +14,13 @@ rm -rf "$dist"
 mkdir -p "$dist/lib"
 cp build-gpu/kiln "$dist/kiln.bin"
 cp build-gpu/tests/gemm_check "$dist/gemm_check"
-for lib in libcjson.so.1 libprotobuf-c.so.1 libzip.so.4 libstb.so.0 libbz2.so.1.0; do
-  src=$(ldd build-gpu/kiln | awk -v l="$lib" '$1 == l {print $3}')
-  [ -n "$src" ] && cp -L "$src" "$dist/lib/"
+# every library it links but the C runtime's own and the CUDA ones the GPU machine has
+ldd build-gpu/kiln | awk '$3 ~ /^\// {print $1, $3}' | while read -r name src; do
+  case "$name" in
+    libc.so.*|libm.so.*|libdl.so.*|librt.so.*|libpthread.so.*|ld-linux*|libgcc_s.so.*|libstdc++.so.*|libz.so.*) ;;
+    libcudart*|libcublas*|libcudnn*|libcuda.so*) ;;
+    *) cp -L "$src" "$dist/lib/" ;;
+  esac
 done
 cat > "$dist/kiln" <<'WRAP'
 #!/bin/sh
@@ -27,3 +31,6 @@ WRAP
 chmod +x "$dist/kiln"
 git rev-parse HEAD > "$dist/COMMIT" 2>/dev/null || true
 du -sh "$dist"
+# one compressed file to carry (the device tool carries at most 64 MiB): gpu_check.sh unpacks it
+tar -C build-gpu -cf - dist | xz -6 -T"$(nproc)" > build-gpu/dist.tar.xz
+du -sh build-gpu/dist.tar.xz

@@ -115,9 +115,9 @@ static bool unary_supports(const kiln_node *n, kiln_tensor *const *in, const kil
 
 static kiln_status unary_build(void *state, const kiln_node *n, kiln_tensor *const *in, const kiln_tensor *out) {
     elt_state *st = state;
-    dnnl_alg_kind_t alg;
-    float alpha, beta;
-    unary_alg(n, &alg, &alpha, &beta);
+    dnnl_alg_kind_t alg = dnnl_alg_kind_undef;
+    float alpha = 0, beta = 0;
+    if (!unary_alg(n, &alg, &alpha, &beta)) return KILN_STATUS_UNSUPPORTED;
     int64_t count = kiln_shape_count(out->rank, out->dims); /* one flat row: layout does not matter */
     dnnl_memory_desc_t md;
     dnnl_eltwise_desc_t d;
