@@ -37,13 +37,13 @@ if want ops; then
   fi
   step "op suite (tests/gpu/test_gpu_ops.py)"
   timeout "$limit" python3 -m pytest -q -p no:cacheprovider -n "$((jobs / 2))" tests/gpu/test_gpu_ops.py -rA 2>&1 \
-    | grep -v "^PASSED" > "$OUT/ops.txt"; tail -40 "$OUT/ops.txt" | tee -a "$log"; grep -q " failed\| error" "$OUT/ops.txt" && rc=1
+    | grep -v "^PASSED" > "$OUT/ops.txt"; tail -40 "$OUT/ops.txt" | tee -a "$log"; tail -1 "$OUT/ops.txt" | grep -q "failed\|error" && rc=1
 fi
 if want models; then
   step "model suites as CUDA engines"
   KILN_BUILD_ARGS="--device cuda" timeout "$limit" python3 -m pytest -q -p no:cacheprovider -n "$((jobs / 2))" \
     tests/models/test_onnx_light.py tests/models/test_ort_parity.py > "$OUT/models.txt" 2>&1
-  tail -25 "$OUT/models.txt" | tee -a "$log"; grep -q " failed\| error" "$OUT/models.txt" && rc=1
+  tail -25 "$OUT/models.txt" | tee -a "$log"; tail -1 "$OUT/models.txt" | grep -q "failed\|error" && rc=1
 fi
 if want conformance; then
   step "node conformance: CPU engines"
