@@ -84,8 +84,14 @@ def make_model(name):
     import torch
     import torchvision
     torch.manual_seed(0)
-    m = getattr(torchvision.models, name)(weights=None).eval().cuda()
-    return m
+    m = getattr(torchvision.models, name)(weights=None).eval()
+    # torchvision starts some tensors at zero for fine-tuning (ViT's classifier head and class
+    # token): every logit would be 0 and any engine would "match". Random instead.
+    with torch.no_grad():
+        for p in m.parameters():
+            if p.dim() >= 2 and not p.any():
+                p.normal_(0.0, p.shape[-1] ** -0.5)
+    return m.cuda()
 
 
 def export(model, x, path):
@@ -122,7 +128,7 @@ def cosine(a, b):
     return float(a @ b / max(np.linalg.norm(a) * np.linalg.norm(b), 1e-30))
 
 
-def bench_model(name, batches, iters, out_dir, work):
+def bench_model(name, batches, iters, out_dir, work, with_torch=True, profile=False):
     import torch
     torch.backends.cudnn.benchmark = True
     model = make_model(name)
@@ -165,6 +171,17 @@ def bench_model(name, batches, iters, out_dir, work):
                     if not tag:
                         row[f"kiln_{prec}_h2d_ms"] = summ["h2d_ms"]["median"]
                         row[f"kiln_{prec}_d2h_ms"] = summ["d2h_ms"]["median"]
+                if profile:  # per-layer CUDA events: where the time goes, summed by op
+                    rep = work / f"prof_{prec}_{bs}.json"
+                    sh([kiln_bin(), "bench", eng, "--inputs", xin, "--iterations", 20, "--duration", 0,
+                        "--no-data-transfers", "--profile", "--json", rep])
+                    layers = json.loads(rep.read_text())["profile"]["layers"]
+                    by_op = collections.Counter()
+                    for l in layers:
+                        by_op[l["op"]] += l["avg_ms"]
+                    row[f"kiln_{prec}_profile_by_op_ms"] = {k: round(v, 4) for k, v in by_op.most_common(12)}
+                    row[f"kiln_{prec}_profile_top"] = [(l["name"], l["op"], round(l["avg_ms"], 4))
+                                                       for l in sorted(layers, key=lambda l: -l["avg_ms"])[:8]]
                 outp = work / f"out_{prec}_{bs}.npz"
                 sh([kiln_bin(), "run", eng, "--inputs", xin, "--output", outp])
                 row[f"kiln_{prec}_cosine"] = cosine(np.load(outp)["y"], ref)
@@ -172,6 +189,9 @@ def bench_model(name, batches, iters, out_dir, work):
                 row[f"kiln_{prec}_error"] = str(e)[:600]
         print(json.dumps(row), flush=True)
         (out_dir / f"bench_{name}.json").write_text(json.dumps(rows + [row], indent=1))  # kept if stopped early
+        if not with_torch:
+            rows.append(row)
+            continue
         # torch eager and compiled, fp32 (cuDNN may use TF32 for convolutions, torch's default) and fp16
         for prec, dt in (("fp32", torch.float32), ("fp16", torch.float16)):
             m = model.to(dt)
@@ -220,6 +240,8 @@ def main():
     ap.add_argument("--models", default="resnet50,vit_b_16")
     ap.add_argument("--batches", default="1,32")
     ap.add_argument("--iterations", type=int, default=200)
+    ap.add_argument("--no-torch", action="store_true", help="kiln only (no PyTorch timings)")
+    ap.add_argument("--profile", action="store_true", help="also kiln's per-layer times, summed by op")
     a = ap.parse_args()
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -231,7 +253,8 @@ def main():
     with tempfile.TemporaryDirectory() as td:
         for name in a.models.split(","):
             try:
-                rows += bench_model(name, [int(b) for b in a.batches.split(",")], a.iterations, out, Path(td))
+                rows += bench_model(name, [int(b) for b in a.batches.split(",")], a.iterations, out, Path(td),
+                                    with_torch=not a.no_torch, profile=a.profile)
             except Exception as e:  # noqa: BLE001
                 print(f"{name}: {type(e).__name__}: {e}", flush=True)
     meta = {"device": dev, "torch": torch.__version__, "peak_tflops": peaks,

@@ -55,7 +55,7 @@ if want conformance; then
     timeout "$limit" python3 tests/conformance/run_node_tests.py -q --engine -j "$jobs" --json "$OUT/conf_cpu.json" 2>&1 | tail -3 | tee -a "$log"
   fi
   step "node conformance: CUDA engines"
-  timeout "$limit" python3 tests/conformance/run_node_tests.py -q --build-args "--device cuda" -j "$jobs" --timeout 60 \
+  timeout "$limit" python3 tests/conformance/run_node_tests.py -q --build-args "--device cuda" -j "${CONF_JOBS:-$jobs}" --timeout 60 \
     --json "$OUT/conf_gpu.json" > "$OUT/conf_gpu.txt" 2>&1
   tail -2 "$OUT/conf_gpu.txt" | tee -a "$log"
   [ -f "$OUT/conf_cpu.json" ] && python3 tests/gpu/conformance_diff.py "$OUT/conf_cpu.json" "$OUT/conf_gpu.json" 2>&1 | tee -a "$log" || rc=1
