@@ -174,16 +174,22 @@ def shapes_arg(inputs: dict[str, np.ndarray]) -> str:
 def run_model(model: str | os.PathLike, inputs: dict[str, np.ndarray], workdir: str | os.PathLike, *,
               binary: str | os.PathLike | None = None, timeout: float = 60,
               cwd: str | os.PathLike | None = None, engine: bool = False,
-              build_args: list[str] | None = None) -> tuple[KilnRun, dict[str, np.ndarray] | None]:
+              build_args: list[str] | None = None, in_memory: bool = False) -> tuple[KilnRun, dict[str, np.ndarray] | None]:
     """Writes inputs to WORKDIR/inputs.npz, runs kiln on MODEL, loads WORKDIR/outputs.npz on success.
     With engine=True the model is first built into WORKDIR/model.kiln (a profile fixed at the
-    inputs' shapes, plus build_args such as ["--device", "cuda"]), and the engine is what runs."""
+    inputs' shapes, plus build_args such as ["--device", "cuda"]), and the engine is what runs.
+    With in_memory=True as well, and build_args of just ["--device", D], one `kiln run --device D`
+    builds the engine in memory and runs it (one process, no file: for suites of many tiny models
+    on a GPU, where each process's CUDA start-up dominates)."""
     workdir = Path(workdir)
     in_path, out_path = workdir / "inputs.npz", workdir / "outputs.npz"
     if build_args is None and os.environ.get("KILN_BUILD_ARGS"):
         # e.g. KILN_BUILD_ARGS="--device cuda": every model runs as an engine built so (the GPU suite)
         build_args = os.environ["KILN_BUILD_ARGS"].split()
         engine = True
+    extra = []
+    if engine and in_memory and len(build_args or []) == 2 and build_args[0] == "--device":
+        engine, extra = False, list(build_args)
     if engine:
         eng = workdir / "model.kiln"
         b = run_kiln(["build", model, "-o", eng, "--shapes", shapes_arg(inputs)] + list(build_args or []),
@@ -195,7 +201,7 @@ def run_model(model: str | os.PathLike, inputs: dict[str, np.ndarray], workdir: 
     save_npz(in_path, inputs)
     if out_path.exists():
         out_path.unlink()
-    r = run_kiln(["run", model, "--inputs", in_path, "--output", out_path], binary=binary,
+    r = run_kiln(["run", model, "--inputs", in_path, "--output", out_path] + extra, binary=binary,
                  timeout=timeout, cwd=cwd)
     if r.kind != "ok":
         return r, None

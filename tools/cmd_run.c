@@ -26,6 +26,10 @@ static void help(void) {
            "  --output FILE.npz         save the outputs, keyed by graph output name\n"
            "  --print N                 values shown per output (default 6)\n"
            "  --profile N               the engine's optimization profile to run (default 0)\n"
+           "  --device cpu|cuda         ONNX models: build an engine for DEVICE in memory, its one profile fixed\n"
+           "                            at the given inputs' shapes, and run that instead of the interpreter\n"
+           "                            (what `kiln build --device D --shapes ...` then `kiln run E.kiln` does,\n"
+           "                            in one process and without the file)\n"
            "  -h, --help                this text\n\n"
            "Exit status: 0 on success, 1 when loading or running fails (one line on stderr), 2 on bad usage.\n");
 }
@@ -69,6 +73,7 @@ typedef struct run_opts {
     bool random;
     uint64_t seed;
     int print;
+    const char *device; /* ONNX: build an engine for this device in memory */
 } run_opts;
 
 static kiln_status random_input(const runner *r, int i, const run_opts *o, cli_rng *rng, kiln_tensor **out) {
@@ -125,7 +130,7 @@ static int parse_args(int argc, char **argv, run_opts *o) {
         {"output", required_argument, 0, 'o'}, {"random", no_argument, 0, 'r'},
         {"seed", required_argument, 0, 's'},   {"shapes", required_argument, 0, 'S'},
         {"print", required_argument, 0, 'p'},  {"help", no_argument, 0, 'h'},
-        {"profile", required_argument, 0, 'P'},
+        {"profile", required_argument, 0, 'P'}, {"device", required_argument, 0, 'd'},
         {0, 0, 0, 0}};
     int c;
     optind = 1;
@@ -142,13 +147,44 @@ static int parse_args(int argc, char **argv, run_opts *o) {
         case 'S': o->shapes = optarg; break;
         case 'p': o->print = atoi(optarg); break;
         case 'P': o->profile = atoi(optarg); break;
+        case 'd':
+            if (strcmp(optarg, "cpu") != 0 && strcmp(optarg, "cuda") != 0)
+                return cli_usage_error("run", "--device takes cpu or cuda, not '%s'", optarg);
+            o->device = optarg;
+            break;
         case 'h': help(); return -1;
         default: return cli_usage_error("run", "bad option");
         }
     }
     if (optind != argc - 1) return cli_usage_error("run", "expected exactly one MODEL argument");
     o->model = argv[optind];
+    if (o->device && cli_is_engine(o->model))
+        return cli_usage_error("run", "--device builds an ONNX model; %s is an engine already", o->model);
+    if (o->device && o->random) return cli_usage_error("run", "--device needs the inputs given (their shapes fix the profile)");
     return 0;
+}
+
+/* --device: the model built into an engine whose one profile is the bound inputs' shapes. */
+static kiln_status build_in_memory(runner *r, const run_opts *o, const binding *b, int nb) {
+    kiln_builder_t *bd = NULL;
+    int p;
+    kiln_status s = kiln_builder_create(&bd);
+    if (!s) s = kiln_builder_set_device(bd, strcmp(o->device, "cuda") == 0 ? KILN_DEVICE_CUDA : KILN_DEVICE_CPU);
+    if (!s) s = kiln_builder_add_profile(bd, &p);
+    for (int k = 0; !s && k < nb; k++) {
+        bool is_input = false;
+        for (int i = 0; i < kiln_model_num_inputs(r->m); i++) is_input |= strcmp(kiln_model_input_name(r->m, i), b[k].name) == 0;
+        if (!is_input) {
+            s = kiln_error(KILN_STATUS_INVALID_ARGUMENT, "%s has no input named '%s'", o->model, b[k].name);
+            break;
+        }
+        const int64_t *d = kiln_tensor_dims(b[k].t);
+        s = kiln_builder_set_profile_shape(bd, p, b[k].name, kiln_tensor_rank(b[k].t), d, d, d);
+    }
+    if (!s) s = kiln_builder_build(bd, r->m, &r->e);
+    kiln_builder_destroy(bd);
+    if (!s) s = kiln_context_create(r->e, &r->c);
+    return s;
 }
 
 int cmd_run(int argc, char **argv) {
@@ -215,6 +251,7 @@ int cmd_run(int argc, char **argv) {
     kiln_tensor_t **ts = kiln_calloc((size_t)(nb ? nb : 1), sizeof *ts);
     if (!names || !ts) { free(names); free(ts); s = kiln_error(KILN_STATUS_OUT_OF_MEMORY, "out of memory"); goto fail; }
     for (int k = 0; k < nb; k++) { names[k] = b[k].name; ts[k] = b[k].t; }
+    if (o.device && (s = build_in_memory(&r, &o, b, nb))) { free(names); free(ts); goto fail; }
     s = r.e ? kiln_context_run_tensors(r.c, nb, names, ts, n_out, outs) : kiln_model_run(r.m, nb, names, ts, n_out, outs);
     free(names);
     free(ts);

@@ -72,6 +72,7 @@ static char *meta_json(const kiln_engine *e) {
     if (e->tactics) {
         cJSON *t = cJSON_AddArrayToObject(j, "tactics");
         for (int i = 0; i < e->model.graph->n_nodes; i++) cJSON_AddItemToArray(t, cJSON_CreateNumber(e->tactics[i]));
+        if (e->tuning_note[0]) cJSON_AddStringToObject(j, "tuning_note", e->tuning_note);
     }
     cJSON *prec = cJSON_AddArrayToObject(j, "precisions");
     for (int k = 0; k < 4; k++)
@@ -299,6 +300,8 @@ static kiln_status read_tactics(const uint8_t *p, size_t n, const char *what, ki
         int i = 0;
         const cJSON *it;
         cJSON_ArrayForEach(it, t) e->tactics[i++] = cJSON_IsNumber(it) ? it->valueint : -1;
+        const cJSON *note = cJSON_GetObjectItemCaseSensitive(j, "tuning_note");
+        if (cJSON_IsString(note)) snprintf(e->tuning_note, sizeof e->tuning_note, "%s", note->valuestring);
     }
     cJSON_Delete(j);
     return s;

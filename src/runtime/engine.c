@@ -192,6 +192,7 @@ kiln_status kiln_engine_describe(const kiln_engine_t *e, char **json) {
     cJSON_AddStringToObject(j, "backend", e->backend);
     cJSON_AddStringToObject(j, "device", e->device);
     cJSON_AddNumberToObject(j, "opset", e->model.opset);
+    if (e->tuning_note[0]) cJSON_AddStringToObject(j, "tuning_note", e->tuning_note);
     cJSON *io = cJSON_AddArrayToObject(j, "inputs");
     for (int i = 0; i < g->n_inputs; i++) {
         const kiln_value *v = &g->values[g->inputs[i]];

@@ -67,6 +67,7 @@ struct kiln_engine {
     /* the CUDA backend: the GPU it was tuned for, each node's tactic, the device state */
     int cuda_cc;           /* compute capability major*10+minor, 0 for CPU engines */
     int *tactics;          /* per node, -1 where none was chosen; NULL for CPU engines */
+    char tuning_note[240]; /* why the tuning run stopped early (its nodes keep default tactics), or "" */
     struct kiln_cuda_engine *gpu;
 };
 

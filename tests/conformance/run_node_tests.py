@@ -182,7 +182,8 @@ def run_case(case, workroot: Path, args) -> dict:
         dsdir.mkdir(exist_ok=True)
         run, got = kilnrun.run_model(model_path, feeds, dsdir, binary=args.kiln, timeout=args.timeout,
                                      engine=args.engine or bool(args.build_args),
-                                     build_args=args.build_args.split() if args.build_args else None)
+                                     build_args=args.build_args.split() if args.build_args else None,
+                                     in_memory=args.in_memory)
         if run.kind == "timeout":
             return done("TIMEOUT", run.message)
         # kiln's messages name the model file; drop the temporary directory so lines are stable
@@ -224,6 +225,12 @@ def main(argv=None) -> int:
                     help="build each case into a .kiln engine (profile fixed at its inputs' shapes) and run that")
     ap.add_argument("--build-args", metavar="ARGS", default="",
                     help="extra `kiln build` arguments, e.g. '--device cuda' (implies --engine)")
+    ap.add_argument("--in-memory", action="store_true",
+                    help="with --build-args '--device D' alone: build and run in one `kiln run --device D` process")
+    ap.add_argument("--only-passed", metavar="FILE",
+                    help="only the cases that passed in FILE (another run's --json), e.g. the CPU run's for the GPU's")
+    ap.add_argument("--time-limit", type=float, metavar="S",
+                    help="start no case after S seconds; the rest are reported NOT_RUN and the JSON is still written")
     ap.add_argument("--keep", metavar="DIR", help="keep each case's model.onnx and npz files under DIR")
     args = ap.parse_args(argv)
 
@@ -246,6 +253,9 @@ def main(argv=None) -> int:
     if args.filter:
         rx = re.compile(args.filter)
         cases = [c for c in cases if rx.search(c.name)]
+    if args.only_passed:
+        passed = {c["name"] for c in json.loads(Path(args.only_passed).read_text())["cases"] if c["status"] == "PASS"}
+        cases = [c for c in cases if c.name in passed]
     if not cases:
         print(f"error: no node test matches --filter {args.filter!r}", file=sys.stderr)
         return 2
@@ -255,10 +265,13 @@ def main(argv=None) -> int:
         workroot.mkdir(parents=True, exist_ok=True)
     else:
         workroot = Path(tempfile.mkdtemp(prefix="kiln-node-tests-"))
-    counts = {"PASS": 0, "FAIL": 0, "UNSUPPORTED": 0, "CRASH": 0, "TIMEOUT": 0}
+    counts = {"PASS": 0, "FAIL": 0, "UNSUPPORTED": 0, "CRASH": 0, "TIMEOUT": 0, "NOT_RUN": 0}
     results = []
 
     def safe_run(case):
+        if args.time_limit is not None and time.monotonic() - t0 > args.time_limit:
+            return {"name": case.name, "status": "NOT_RUN", "detail": f"--time-limit {args.time_limit:g} s reached",
+                    "seconds": 0.0, "max_abs_err": None}
         try:
             return run_case(case, workroot, args)
         except Exception as e:  # a harness bug: report it against the case, keep going
@@ -274,8 +287,9 @@ def main(argv=None) -> int:
                 if r["status"] == "PASS":
                     if not args.quiet:
                         print(f"PASS {r['name']}", flush=True)
-                elif r["status"] == "TIMEOUT":
-                    print(f"TIMEOUT {r['name']}", flush=True)
+                elif r["status"] in ("TIMEOUT", "NOT_RUN"):
+                    if r["status"] == "TIMEOUT" or not args.quiet:
+                        print(f"{r['status']} {r['name']}", flush=True)
                 else:
                     print(f"{r['status']} {r['name']}: {r['detail']}", flush=True)
     finally:
@@ -288,12 +302,14 @@ def main(argv=None) -> int:
              f"{counts['CRASH']} crashed of {n}")
     if counts["TIMEOUT"]:
         total += f" ({counts['TIMEOUT']} of the failures timed out)"
+    if counts["NOT_RUN"]:
+        total += f"; {counts['NOT_RUN']} not run (--time-limit)"
     print(total, flush=True)
     print(f"({time.monotonic() - t0:.1f} s, -j {args.jobs}, kiln {args.kiln})", file=sys.stderr)
 
     if args.json:
         summary = {"passed": counts["PASS"], "failed": counts["FAIL"], "timed_out": counts["TIMEOUT"],
-                   "unsupported": counts["UNSUPPORTED"], "crashed": counts["CRASH"], "total": n,
+                   "unsupported": counts["UNSUPPORTED"], "crashed": counts["CRASH"], "not_run": counts["NOT_RUN"], "total": n,
                    "filter": args.filter, "kiln": args.kiln}
         Path(args.json).write_text(json.dumps({"summary": summary, "cases": results}, indent=1) + "\n")
     if args.write_baseline:

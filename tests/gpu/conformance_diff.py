@@ -15,10 +15,11 @@ def main(cpu_json, gpu_json):
     cpu_pass = {n for n, c in cpu.items() if c["status"] == "PASS"}
     gpu_pass = {n for n, c in gpu.items() if c["status"] == "PASS"}
     refused = {n for n in cpu_pass if gpu.get(n, {}).get("status") == "UNSUPPORTED"}
-    regressions = sorted(n for n in cpu_pass - gpu_pass - refused)
+    not_run = {n for n in cpu_pass if gpu.get(n, {}).get("status") in (None, "NOT_RUN")}
+    regressions = sorted(n for n in cpu_pass - gpu_pass - refused - not_run)
     print(f"CPU engines: {len(cpu_pass)} passed of {len(cpu)}")
     print(f"GPU engines: {len(gpu_pass)} passed, {len(refused)} of the CPU's passes refused at build "
-          f"(no GPU kernel), {len(regressions)} regressions")
+          f"(no GPU kernel), {len(regressions)} regressions, {len(not_run)} not run")
     reasons = collections.Counter()
     for n in refused:
         d = gpu[n]["detail"]
@@ -28,8 +29,8 @@ def main(cpu_json, gpu_json):
         print(f"  refused {k:4d}  {r}")
     for n in regressions:
         print(f"REGRESSION {n}: {gpu.get(n, {}).get('status')} {gpu.get(n, {}).get('detail', '')[:300]}")
-    supported = len(cpu_pass) - len(refused)
-    print(f"GPU pass rate over the cases the GPU accepts: {len(cpu_pass & gpu_pass)}/{supported}")
+    supported = len(cpu_pass) - len(refused) - len(not_run)
+    print(f"GPU pass rate over the CPU's passes the GPU accepts (and ran): {len(cpu_pass & gpu_pass)}/{supported}")
     return 1 if regressions else 0
 
 
