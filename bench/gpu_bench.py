@@ -213,25 +213,63 @@ def bench_model(name, batches, iters, out_dir, work, with_torch=True, profile=Fa
     return rows
 
 
-def table(rows, peaks):
-    cols = ["kiln_fp32_graph", "kiln_fp16_graph", "kiln_int8_graph", "kiln_fp16", "torch_eager_fp32",
-            "torch_compile_fp32", "torch_eager_fp16", "torch_compile_fp16"]
-    lines = ["| model | batch | GFLOP | " + " | ".join(c.replace("_", " ") + " ms" for c in cols) +
-             " | kiln fp16 TFLOP/s (% of fp16 peak) | kiln fp16 / compile fp16 |",
-             "|" + "---|" * (len(cols) + 5)]
-    # kiln ... graph: inputs/outputs on the device, CUDA graph replay (as torch is timed: tensors on the GPU);
-    # kiln fp16: end to end from host memory, the PCIe copies included
+def _ms(r, key):
+    x = r.get(key + "_ms")
+    return f"{x:.3f}" if isinstance(x, (int, float)) else ("err" if key + "_error" in r else "-")
+
+
+def _ratio(r, a, b):
+    x, y = r.get(a + "_ms"), r.get(b + "_ms")
+    return f"{x / y:.2f}" if isinstance(x, (int, float)) and isinstance(y, (int, float)) and y else "-"
+
+
+def _tflops(r, key, peak):
+    ms = r.get(key + "_ms")
+    if not isinstance(ms, (int, float)) or not ms or not peak:
+        return "-"
+    tf = r["gflops"] / ms
+    return f"{tf:.1f} ({100 * tf / peak:.0f}%)"
+
+
+def report(rows, meta):
+    """The markdown tables of a run (also made from saved JSON files: --report-from DIR)."""
+    peaks = meta.get("peak_tflops", {})
+    out = [f"GPU: {meta.get('device')}; torch {meta.get('torch')}; kiln commit {str(meta.get('commit'))[:10]}; "
+           f"date {meta.get('date')}.",
+           "",
+           "Latency, median ms. kiln *graph*: inputs and outputs left on the device and the run replayed as a CUDA "
+           "graph (`kiln bench --no-data-transfers --cuda-graph`), which is how torch is timed (tensors on the GPU). "
+           "kiln *e2e*: from host memory, the PCIe copies and per-launch enqueue included. torch fp32 lets cuDNN use "
+           "TF32 for convolutions (its default); kiln FP32 is true FP32 in cuBLASLt.",
+           "",
+           "| model | batch | GFLOP | kiln FP32 graph | kiln FP16 graph | kiln INT8 graph | kiln FP32 e2e | kiln FP16 e2e "
+           "| torch eager FP32 | torch.compile FP32 | torch eager FP16 | torch.compile FP16 |",
+           "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
-        def v(c):
-            x = r.get(c + "_ms")
-            return f"{x:.3f}" if isinstance(x, (int, float)) else "err"
-        ms16 = r.get("kiln_fp16_graph_ms")
-        tf = r["gflops"] / ms16 if isinstance(ms16, (int, float)) and ms16 else None
-        pk = f"{tf:.1f} ({100 * tf / peaks['fp16']:.1f}%)" if tf and peaks.get("fp16") else "-"
-        ratio = (f"{r['kiln_fp16_graph_ms'] / r['torch_compile_fp16_ms']:.2f}"
-                 if isinstance(r.get("kiln_fp16_graph_ms"), (int, float)) and isinstance(r.get("torch_compile_fp16_ms"), (int, float)) else "-")
-        lines.append(f"| {r['model']} | {r['batch']} | {r['gflops']:.1f} | " + " | ".join(v(c) for c in cols) + f" | {pk} | {ratio} |")
-    return "\n".join(lines)
+        cells = [_ms(r, k) for k in ("kiln_fp32_graph", "kiln_fp16_graph", "kiln_int8_graph", "kiln_fp32", "kiln_fp16",
+                                     "torch_eager_fp32", "torch_compile_fp32", "torch_eager_fp16", "torch_compile_fp16")]
+        out.append(f"| {r['model']} | {r['batch']} | {r['gflops']:.1f} | " + " | ".join(cells) + " |")
+    out += ["",
+            "Ratios (kiln graph / torch; below 1 kiln is faster), achieved TFLOP/s (share of the measured matmul peak: "
+            f"FP32 {peaks.get('fp32', 0):.0f}, FP16 {peaks.get('fp16', 0):.0f}, INT8 {peaks.get('int8', 0):.0f} TOPS) "
+            "and output cosine against torch FP32 (TF32 off):",
+            "",
+            "| model | batch | FP32 / compile FP32 | FP16 / compile FP16 | FP16 / eager FP16 | FP32 TFLOP/s | FP16 TFLOP/s "
+            "| INT8 TOPS | cosine FP32 / FP16 / INT8 | build s FP32 / FP16 / INT8 |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---|---|"]
+    for r in rows:
+        cos = " / ".join(f"{r[k]:.7f}" if isinstance(r.get(k), float) else "-"
+                         for k in ("kiln_fp32_cosine", "kiln_fp16_cosine", "kiln_int8_cosine"))
+        bld = " / ".join(f"{r[k]:.1f}" if isinstance(r.get(k), float) else "-"
+                         for k in ("kiln_fp32_build_s", "kiln_fp16_build_s", "kiln_int8_build_s"))
+        out.append(f"| {r['model']} | {r['batch']} | {_ratio(r, 'kiln_fp32_graph', 'torch_compile_fp32')} | "
+                   f"{_ratio(r, 'kiln_fp16_graph', 'torch_compile_fp16')} | {_ratio(r, 'kiln_fp16_graph', 'torch_eager_fp16')} | "
+                   f"{_tflops(r, 'kiln_fp32_graph', peaks.get('fp32'))} | {_tflops(r, 'kiln_fp16_graph', peaks.get('fp16'))} | "
+                   f"{_tflops(r, 'kiln_int8_graph', peaks.get('int8'))} | {cos} | {bld} |")
+    errs = [(r["model"], r["batch"], k, v) for r in rows for k, v in r.items() if k.endswith("_error")]
+    if errs:
+        out += ["", "Errors:"] + [f"- {m} batch {b} {k}: {v[:300]}" for m, b, k, v in errs]
+    return "\n".join(out)
 
 
 def main():
@@ -242,7 +280,13 @@ def main():
     ap.add_argument("--iterations", type=int, default=200)
     ap.add_argument("--no-torch", action="store_true", help="kiln only (no PyTorch timings)")
     ap.add_argument("--profile", action="store_true", help="also kiln's per-layer times, summed by op")
+    ap.add_argument("--report-from", metavar="DIR", help="print the report of a finished run's bench_*.json files, run nothing")
     a = ap.parse_args()
+    if a.report_from:
+        d = Path(a.report_from)
+        rows = [r for f in sorted(d.glob("bench_*.json")) if f.name != "bench_meta.json" for r in json.loads(f.read_text())]
+        print(report(rows, json.loads((d / "bench_meta.json").read_text())))
+        return 0
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     import torch
@@ -261,7 +305,7 @@ def main():
             "date": time.strftime("%Y-%m-%d"), "commit": (Path(kiln_bin()).parent / "COMMIT").read_text().strip()
             if (Path(kiln_bin()).parent / "COMMIT").exists() else None}
     (out / "bench_meta.json").write_text(json.dumps(meta, indent=1))
-    print(table(rows, peaks))
+    print(report(rows, meta))
     print(f"peaks (TFLOP/s, measured 8192^3 matmuls): " + ", ".join(f"{k} {v:.0f}" if isinstance(v, float) else f"{k} {v}"
                                                               for k, v in peaks.items()))
 

@@ -72,6 +72,21 @@ def test_engine_matches_interpreter(tmp_path):
     np.testing.assert_allclose(got["probs"], want["probs"], rtol=1e-5, atol=1e-6)
 
 
+def test_run_device_builds_in_memory(tmp_path):
+    """`kiln run MODEL.onnx --device cpu`: one process builds an engine at the given inputs' shapes and
+    runs it; the outputs equal a built-then-loaded engine's, and its mistakes are refused clearly."""
+    x = rng.uniform(0, 1, (2, 3, 32, 32)).astype(np.float32)
+    kiln_ok("build", TINY, "-o", tmp_path / "tiny.kiln", "--shapes", "image:2x3x32x32")
+    want = run_outputs(tmp_path / "tiny.kiln", {"image": x}, tmp_path / "eng")
+    got = run_outputs(TINY, {"image": x}, tmp_path / "mem", "--device", "cpu")
+    np.testing.assert_array_equal(got["probs"], want["probs"])
+    kilnrun.save_npz(tmp_path / "in.npz", {"image": x})
+    assert "cpu or cuda" in kiln_fails("run", TINY, "--inputs", tmp_path / "in.npz", "--device", "tpu")
+    assert "engine already" in kiln_fails("run", tmp_path / "tiny.kiln", "--inputs", tmp_path / "in.npz", "--device", "cpu")
+    kilnrun.save_npz(tmp_path / "bad.npz", {"imagex": x})
+    assert "imagex" in kiln_fails("run", TINY, "--inputs", tmp_path / "bad.npz", "--device", "cpu")
+
+
 def test_same_build_same_bytes(tmp_path):
     kiln_ok("build", TINY, "-o", tmp_path / "a.kiln", "--shapes", "image:2x3x32x32")
     kiln_ok("build", TINY, "-o", tmp_path / "b.kiln", "--shapes", "image:2x3x32x32")
