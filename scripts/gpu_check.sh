@@ -41,9 +41,14 @@ if want ops; then
     | grep -v "^PASSED" > "$OUT/ops.txt"; tail -40 "$OUT/ops.txt" | tee -a "$log"; tail -1 "$OUT/ops.txt" | grep -q "failed\|error" && rc=1
 fi
 if want models; then
+  # the light models and ORT parity models; the 14 tiny zoo models at FP32 and INT8 against ONNX
+  # Runtime; the streaming encoder's 300 closed-loop chunks through kiln compare (the reference
+  # interpreter on the CPU against the CUDA engine)
+  export KILN_ZOO_RESULTS="$OUT/zoo_gpu.jsonl"
   step "model suites as CUDA engines"
   KILN_BUILD_ARGS="--device cuda" timeout "$limit" python3 -m pytest -q -p no:cacheprovider -n "$((jobs / 2))" \
-    tests/models/test_onnx_light.py tests/models/test_ort_parity.py > "$OUT/models.txt" 2>&1
+    tests/models/test_onnx_light.py tests/models/test_ort_parity.py tests/zoo/test_zoo.py \
+    tests/zoo/test_streaming_encoder.py::test_fp32_closed_loop_300_chunks > "$OUT/models.txt" 2>&1
   tail -25 "$OUT/models.txt" | tee -a "$log"; tail -1 "$OUT/models.txt" | grep -q "failed\|error" && rc=1
 fi
 if want conformance; then

@@ -171,6 +171,12 @@ def shapes_arg(inputs: dict[str, np.ndarray]) -> str:
     return ",".join(f"{k}:{'x'.join(str(d) for d in np.shape(v))}" for k, v in inputs.items())
 
 
+def env_build_args() -> list[str]:
+    """$KILN_BUILD_ARGS split: extra `kiln build` arguments for every engine a suite builds (the GPU
+    pass sets "--device cuda"); empty when unset."""
+    return os.environ.get("KILN_BUILD_ARGS", "").split()
+
+
 def run_model(model: str | os.PathLike, inputs: dict[str, np.ndarray], workdir: str | os.PathLike, *,
               binary: str | os.PathLike | None = None, timeout: float = 60,
               cwd: str | os.PathLike | None = None, engine: bool = False,
@@ -183,9 +189,10 @@ def run_model(model: str | os.PathLike, inputs: dict[str, np.ndarray], workdir: 
     on a GPU, where each process's CUDA start-up dominates)."""
     workdir = Path(workdir)
     in_path, out_path = workdir / "inputs.npz", workdir / "outputs.npz"
-    if build_args is None and os.environ.get("KILN_BUILD_ARGS"):
-        # e.g. KILN_BUILD_ARGS="--device cuda": every model runs as an engine built so (the GPU suite)
-        build_args = os.environ["KILN_BUILD_ARGS"].split()
+    if env_build_args():
+        # e.g. KILN_BUILD_ARGS="--device cuda": every model runs as an engine built so, with the
+        # caller's own build arguments (the GPU suite)
+        build_args = list(build_args or []) + env_build_args()
         engine = True
     extra = []
     if engine and in_memory and len(build_args or []) == 2 and build_args[0] == "--device":

@@ -69,7 +69,7 @@ def profile_args() -> list[str]:
     """The seed's unified profile C: T min 584, opt 592, max 592; B = 1."""
     rest = fixed_shapes()
     return ["--min-shapes", f"audio_signal:1x128x{T_NEXT},{rest}", "--opt-shapes", f"audio_signal:1x128x{T_FIRST},{rest}",
-            "--max-shapes", f"audio_signal:1x128x{T_FIRST},{rest}"]
+            "--max-shapes", f"audio_signal:1x128x{T_FIRST},{rest}"] + kilnrun.env_build_args()  # GPU pass: --device cuda
 
 
 def kiln(*args, rc=0, timeout=600):
