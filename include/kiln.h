@@ -296,6 +296,22 @@ kiln_status kiln_context_set_cuda_graph(kiln_context_t *c, int enable);
  * and outputs are not copied back. On the CPU there are no transfers and this changes nothing. */
 kiln_status kiln_context_set_data_transfers(kiln_context_t *c, int enable);
 
+/* GPU engines: the CUDA stream (a cudaStream_t, passed as void * so that this header needs no
+ * CUDA headers) the context's work is enqueued on, from the next run on; NULL goes back to the
+ * context's own stream. A run enqueued on the previous stream is waited for first. The stream
+ * must outlive its use by the context. CPU engines: UNSUPPORTED. */
+kiln_status kiln_context_set_cuda_stream(kiln_context_t *c, void *cuda_stream);
+/* Like kiln_context_run, but on a GPU engine it returns once the work is enqueued on the
+ * context's stream (TensorRT's enqueueV3): the outputs are in their bound buffers after the
+ * caller has synchronized that stream or called kiln_context_synchronize, and the bound input
+ * and output buffers must stay valid until then. The next run on the same context waits for
+ * this one before it reuses the context's memory. Engines with layers that run on the host in
+ * the middle (shape arithmetic on device values) wait for the GPU there; with a layer timer set
+ * the call waits as kiln_context_run does. On CPU engines the run is synchronous. */
+kiln_status kiln_context_enqueue(kiln_context_t *c);
+/* Waits for the context's enqueued run (and completes its timing); nothing when there is none. */
+kiln_status kiln_context_synchronize(kiln_context_t *c);
+
 /* Where the time of one kiln_context_run went, in milliseconds. */
 typedef struct kiln_run_timing {
     kiln_device device; /* where the layers ran */
@@ -305,7 +321,8 @@ typedef struct kiln_run_timing {
     double compute_ms;  /* the layers; on the CPU the whole run (binding checks included) */
     double d2h_ms;      /* copying outputs back to bound host buffers; 0 on the CPU */
 } kiln_run_timing;
-/* The timing of the context's last successful run. INVALID_ARGUMENT before the first one. */
+/* The timing of the context's last successful run (an enqueued run is waited for first).
+ * INVALID_ARGUMENT before the first one. */
 kiln_status kiln_context_last_timing(const kiln_context_t *c, kiln_run_timing *t);
 
 #ifdef __cplusplus

@@ -8,12 +8,13 @@ set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
 cmake -S . -B build-gpu -G Ninja -DCMAKE_BUILD_TYPE=Release -DKILN_WERROR=ON -DKILN_CUDA=ON -DKILN_CAIRO=OFF >/dev/null
-cmake --build build-gpu -j "$(nproc)" --target kiln_cli gemm_check
+cmake --build build-gpu -j "$(nproc)" --target kiln_cli gemm_check enqueue_check
 dist=build-gpu/dist
 rm -rf "$dist"
 mkdir -p "$dist/lib"
 cp build-gpu/kiln "$dist/kiln.bin"
 cp build-gpu/tests/gemm_check "$dist/gemm_check"
+cp build-gpu/tests/enqueue_check "$dist/enqueue_check"
 # every library it links but the C runtime's own and the CUDA ones the GPU machine has
 ldd build-gpu/kiln | awk '$3 ~ /^\// {print $1, $3}' | while read -r name src; do
   case "$name" in

@@ -36,7 +36,12 @@ if want ops; then
     step "gemm family node checks (tests/cuda/gemm_check.c)"
     LD_LIBRARY_PATH="$KILN_BUILD_DIR/lib:/usr/local/cuda/lib64" "$KILN_BUILD_DIR/gemm_check" 2>&1 | tail -15 | tee -a "$log" || rc=1
   fi
-  step "op suite (tests/gpu/test_gpu_ops.py)"
+  if [ -x "$KILN_BUILD_DIR/enqueue_check" ]; then
+    step "enqueue on a caller's stream (tests/unit/test_enqueue.c)"
+    LD_LIBRARY_PATH="$KILN_BUILD_DIR/lib:/usr/local/cuda/lib64" "$KILN_BUILD_DIR/enqueue_check" examples/tiny_cnn.onnx cuda 2>&1 \
+      | tee -a "$log" | tail -1 | grep -q " 0 failed" || rc=1
+  fi
+    step "op suite (tests/gpu/test_gpu_ops.py)"
   timeout "$limit" python3 -m pytest -q -p no:cacheprovider -n "$((jobs / 2))" tests/gpu/test_gpu_ops.py -rA 2>&1 \
     | grep -v "^PASSED" > "$OUT/ops.txt"; tail -40 "$OUT/ops.txt" | tee -a "$log"; tail -1 "$OUT/ops.txt" | grep -q "failed\|error" && rc=1
 fi

@@ -291,6 +291,7 @@ kiln_status kiln_context_set_cuda_graph(kiln_context_t *c, int enable) {
 #ifdef KILN_HAVE_CUDA
     if (c->gpu) {
         c->cuda_graph = enable != 0;
+        KILN_TRY(kiln_cuda_context_finish(c)); /* not while a captured run may be in flight */
         return kiln_cuda_context_set_modes(c->gpu, c->cuda_graph, !c->transfers);
     }
 #endif
@@ -301,7 +302,10 @@ kiln_status kiln_context_set_cuda_graph(kiln_context_t *c, int enable) {
 kiln_status kiln_context_set_data_transfers(kiln_context_t *c, int enable) {
     c->transfers = enable != 0;
 #ifdef KILN_HAVE_CUDA
-    if (c->gpu) return kiln_cuda_context_set_modes(c->gpu, c->cuda_graph, !c->transfers);
+    if (c->gpu) {
+        KILN_TRY(kiln_cuda_context_finish(c));
+        return kiln_cuda_context_set_modes(c->gpu, c->cuda_graph, !c->transfers);
+    }
 #endif
     return KILN_STATUS_OK;
 }
@@ -316,6 +320,11 @@ kiln_status kiln_context_set_layer_timer(kiln_context_t *c, kiln_layer_timer cb,
 kiln_status kiln_context_last_timing(const kiln_context_t *c, kiln_run_timing *t) {
     if (!c || !t) return kiln_error(KILN_STATUS_INVALID_ARGUMENT, "kiln_context_last_timing: NULL argument");
     if (!c->ran) return kiln_error(KILN_STATUS_INVALID_ARGUMENT, "the context has no successful run to time yet");
+#ifdef KILN_HAVE_CUDA
+    /* an enqueued run's times are known once it is over: waiting for it changes no result the
+     * caller can see, so the context stays const to the caller */
+    if (c->gpu) KILN_TRY(kiln_cuda_context_finish((kiln_context_t *)c));
+#endif
     *t = c->timing;
     return KILN_STATUS_OK;
 }
@@ -330,10 +339,38 @@ static kiln_status run_node_timed(kiln_context_t *c, int i) {
     return KILN_STATUS_OK;
 }
 
-kiln_status kiln_context_run(kiln_context_t *c) {
+kiln_status kiln_context_set_cuda_stream(kiln_context_t *c, void *cuda_stream) {
+    if (!c) return kiln_error(KILN_STATUS_INVALID_ARGUMENT, "kiln_context_set_cuda_stream: NULL context");
+#ifdef KILN_HAVE_CUDA
+    if (c->gpu) return kiln_cuda_context_set_stream(c, cuda_stream);
+#endif
+    return kiln_error(KILN_STATUS_UNSUPPORTED, "a CUDA stream needs an engine built for the GPU (kiln build --device cuda); this one runs on the %s",
+                      c->e->device);
+}
+
+static kiln_status context_run(kiln_context_t *c, bool wait);
+
+kiln_status kiln_context_run(kiln_context_t *c) { return context_run(c, true); }
+
+kiln_status kiln_context_enqueue(kiln_context_t *c) {
+    if (!c) return kiln_error(KILN_STATUS_INVALID_ARGUMENT, "kiln_context_enqueue: NULL context");
+    return context_run(c, false);
+}
+
+kiln_status kiln_context_synchronize(kiln_context_t *c) {
+    if (!c) return kiln_error(KILN_STATUS_INVALID_ARGUMENT, "kiln_context_synchronize: NULL context");
+#ifdef KILN_HAVE_CUDA
+    if (c->gpu) return kiln_cuda_context_finish(c);
+#endif
+    return KILN_STATUS_OK; /* CPU runs are over when they return */
+}
+
+static kiln_status context_run(kiln_context_t *c, bool wait) {
     const kiln_graph *g = c->e->model.graph;
 #ifdef KILN_HAVE_CUDA
-    if (c->gpu) return kiln_cuda_context_run(c);
+    if (c->gpu) return kiln_cuda_context_run(c, wait || c->layer_timer);
+#else
+    (void)wait;
 #endif
     double t_start = now_ms();
     c->ran = false;

@@ -25,7 +25,12 @@ const char *kiln_cuda_op_kernel(int op);
 
 kiln_status kiln_cuda_context_create(kiln_context_t *c);
 void kiln_cuda_context_destroy(kiln_cuda_context *gc, int n_nodes, int n_inputs);
-kiln_status kiln_cuda_context_run(kiln_context_t *c);
+/* One run; with wait false it returns once the work is enqueued (kiln_context_enqueue). */
+kiln_status kiln_cuda_context_run(kiln_context_t *c, bool wait);
+/* Waits for an enqueued run and completes its timing; nothing when none is pending. */
+kiln_status kiln_cuda_context_finish(kiln_context_t *c);
+/* The stream the context's work goes to (a cudaStream_t); NULL: the context's own. */
+kiln_status kiln_cuda_context_set_stream(kiln_context_t *c, void *stream);
 /* CUDA graph replay of the node sequence, and runs without copies of inputs and outputs
  * (inputs stay on the device from the first run; outputs are left there). */
 kiln_status kiln_cuda_context_set_modes(kiln_cuda_context *gc, bool cuda_graph, bool no_transfers);

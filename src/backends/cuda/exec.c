@@ -42,7 +42,9 @@ typedef struct gslot {
 
 struct kiln_cuda_context {
     kiln_cuda_engine *ge;
-    cudaStream_t stream;
+    cudaStream_t stream;  /* where the work goes: own_stream, or the caller's (kiln_context_set_cuda_stream) */
+    cudaStream_t own_stream;
+    bool pending;         /* an enqueued run not waited for yet (kiln_context_enqueue) */
     cublasLtHandle_t lt;
     cudnnHandle_t dnn;
     uint8_t *arena;
@@ -57,6 +59,7 @@ struct kiln_cuda_context {
     float ms_h2d, ms_compute, ms_d2h;
     int n_syncs;          /* device-to-host copies in the middle of the last run */
     cudaEvent_t *layer_ev; /* per node + 1, when a layer timer is set */
+    bool layer_events_recorded; /* the last run recorded them (a graph replay does not) */
     /* CUDA graph replay (kiln_context_set_cuda_graph): the captured node sequence, valid while
      * the profile and input shapes stay those it was captured with */
     bool use_graph, no_transfers, inputs_on_device;
@@ -202,7 +205,7 @@ bool kiln_cuda_engine_host_node(const kiln_cuda_engine *ge, int node) { return g
 
 void kiln_cuda_context_destroy(kiln_cuda_context *gc, int n_nodes, int n_inputs) {
     if (!gc) return;
-    if (gc->stream) cudaStreamSynchronize(gc->stream);
+    if (gc->stream) cudaStreamSynchronize(gc->stream); /* an enqueued run included */
     for (int i = 0; gc->node_state && i < n_nodes; i++)
         if (gc->node_state[i] && gc->node_state_free[i]) gc->node_state_free[i](gc->node_state[i]);
     for (int i = 0; gc->in_dev && i < n_inputs; i++)
@@ -218,7 +221,7 @@ void kiln_cuda_context_destroy(kiln_cuda_context *gc, int n_nodes, int n_inputs)
     free(gc->graph_dims);
     if (gc->lt) cublasLtDestroy(gc->lt);
     if (gc->dnn) cudnnDestroy(gc->dnn);
-    if (gc->stream) cudaStreamDestroy(gc->stream);
+    if (gc->own_stream) cudaStreamDestroy(gc->own_stream); /* never the caller's */
     free(gc->in_dev);
     free(gc->in_dev_bytes);
     free(gc->gs);
@@ -254,7 +257,8 @@ kiln_status kiln_cuda_context_create(kiln_context_t *c) {
     gc->ge = e->gpu;
     if (!gc->ge) return kiln_error(KILN_STATUS_INTERNAL, "a cuda engine without its device state");
     KILN_TRY(cuda_ok(cudaSetDevice(gc->ge->device), "selecting the GPU"));
-    KILN_TRY(cuda_ok(cudaStreamCreateWithFlags(&gc->stream, cudaStreamNonBlocking), "creating a stream"));
+    KILN_TRY(cuda_ok(cudaStreamCreateWithFlags(&gc->own_stream, cudaStreamNonBlocking), "creating a stream"));
+    gc->stream = gc->own_stream;
     /* the library handles cost time to create: only when the graph has ops that use them */
     bool need_lt = false, need_dnn = false;
     for (int i = 0; i < g->n_nodes; i++) {
@@ -652,9 +656,41 @@ static kiln_status download_outputs(kiln_context_t *c) {
     return KILN_STATUS_OK;
 }
 
-kiln_status kiln_cuda_context_run(kiln_context_t *c) {
+/* Waits for an enqueued run and fills in its timing (and the layer timer's calls). */
+kiln_status kiln_cuda_context_finish(kiln_context_t *c) {
+    kiln_cuda_context *gc = c->gpu;
+    if (!gc->pending) return KILN_STATUS_OK;
+    gc->pending = false;
+    KILN_TRY(cuda_ok(cudaStreamSynchronize(gc->stream), "running the engine"));
+    cudaEventElapsedTime(&gc->ms_h2d, gc->ev[0], gc->ev[1]);
+    cudaEventElapsedTime(&gc->ms_compute, gc->ev[1], gc->ev[2]);
+    cudaEventElapsedTime(&gc->ms_d2h, gc->ev[2], gc->ev[3]);
+    c->timing.h2d_ms = gc->ms_h2d;
+    c->timing.compute_ms = gc->ms_compute;
+    c->timing.d2h_ms = gc->ms_d2h;
+    const kiln_graph *g = c->e->model.graph;
+    if (c->layer_timer && gc->layer_ev && gc->layer_events_recorded)
+        for (int i = 0; i < g->n_nodes; i++) {
+            float ms = 0;
+            cudaEventElapsedTime(&ms, gc->layer_ev[i], gc->layer_ev[i + 1]);
+            c->layer_timer(c->layer_timer_user, i, g->nodes[i].name, kiln_op_name(g->nodes[i].op), ms);
+        }
+    return KILN_STATUS_OK;
+}
+
+kiln_status kiln_cuda_context_set_stream(kiln_context_t *c, void *stream) {
+    kiln_cuda_context *gc = c->gpu;
+    KILN_TRY(kiln_cuda_context_finish(c)); /* a run enqueued on the old stream ends there */
+    gc->stream = stream ? (cudaStream_t)stream : gc->own_stream;
+    if (gc->dnn) KILN_TRY(kiln_cudnn_check(cudnnSetStream(gc->dnn, gc->stream), NULL, "binding cuDNN to the stream"));
+    return KILN_STATUS_OK;
+}
+
+kiln_status kiln_cuda_context_run(kiln_context_t *c, bool wait) {
     kiln_cuda_context *gc = c->gpu;
     const kiln_graph *g = c->e->model.graph;
+    /* the previous run (an enqueued one too) must be over before its memory is reused */
+    KILN_TRY(kiln_cuda_context_finish(c));
     double t0 = host_ms();
     c->ran = false;
     bool replay = gc->use_graph && graph_matches(c);
@@ -698,21 +734,11 @@ kiln_status kiln_cuda_context_run(kiln_context_t *c) {
     KILN_TRY(cuda_ok(cudaEventRecord(gc->ev[2], gc->stream), "recording an event"));
     KILN_TRY(download_outputs(c));
     KILN_TRY(cuda_ok(cudaEventRecord(gc->ev[3], gc->stream), "recording an event"));
-    double enqueue = host_ms() - t0;
-    KILN_TRY(cuda_ok(cudaStreamSynchronize(gc->stream), "running the engine"));
-    cudaEventElapsedTime(&gc->ms_h2d, gc->ev[0], gc->ev[1]);
-    cudaEventElapsedTime(&gc->ms_compute, gc->ev[1], gc->ev[2]);
-    cudaEventElapsedTime(&gc->ms_d2h, gc->ev[2], gc->ev[3]);
-    c->timing = (kiln_run_timing){.device = KILN_DEVICE_CUDA, .enqueue_ms = enqueue, .h2d_ms = gc->ms_h2d,
-                                  .compute_ms = gc->ms_compute, .d2h_ms = gc->ms_d2h};
-    if (c->layer_timer && gc->layer_ev && !replay)
-        for (int i = 0; i < g->n_nodes; i++) {
-            float ms = 0;
-            cudaEventElapsedTime(&ms, gc->layer_ev[i], gc->layer_ev[i + 1]);
-            c->layer_timer(c->layer_timer_user, i, g->nodes[i].name, kiln_op_name(g->nodes[i].op), ms);
-        }
+    c->timing = (kiln_run_timing){.device = KILN_DEVICE_CUDA, .enqueue_ms = host_ms() - t0};
+    gc->layer_events_recorded = !replay;
+    gc->pending = true;
     c->ran = true;
-    return KILN_STATUS_OK;
+    return wait ? kiln_cuda_context_finish(c) : KILN_STATUS_OK;
 }
 
 kiln_status kiln_cuda_context_set_modes(kiln_cuda_context *gc, bool cuda_graph, bool no_transfers) {
