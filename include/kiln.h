@@ -263,7 +263,10 @@ kiln_status kiln_context_set_input_shape(kiln_context_t *c, const char *name, in
 /* Binds an input or output to caller host memory of `bytes` bytes (outputs are written there;
  * too small a buffer is an error at run). Unbound outputs stay in the context's memory. */
 kiln_status kiln_context_set_tensor_address(kiln_context_t *c, const char *name, void *data, size_t bytes);
-/* The shape of an input as set, or of an output after the last successful run. */
+/* The shape of an input as set; of an output, the last successful run's when no input shape
+ * changed since, else inferred from the inputs' shapes as set (so output buffers can be sized
+ * and bound before the first run): a dim that depends on the data is -1 then, and an output
+ * whose rank depends on the data is INVALID_ARGUMENT until a run. */
 kiln_status kiln_context_tensor_shape(const kiln_context_t *c, const char *name, int *rank, int64_t dims[KILN_MAX_RANK]);
 /* Where an output's data is after a run (its bound address, or the context's memory, valid
  * until the next run). */

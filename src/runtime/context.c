@@ -146,6 +146,7 @@ kiln_status kiln_context_set_input_shape(kiln_context_t *c, const char *name, in
             return kiln_error(KILN_STATUS_INVALID_ARGUMENT, "input '%s' has a default value and must keep its shape", name);
     }
     binding *b = &c->inputs[i];
+    if (!b->has_shape || b->rank != rank || memcmp(b->dims, dims, sizeof(int64_t) * (size_t)rank) != 0) c->shapes_changed = true;
     b->has_shape = true;
     b->rank = rank;
     if (rank) memcpy(b->dims, dims, sizeof(int64_t) * (size_t)rank);
@@ -178,11 +179,42 @@ kiln_status kiln_context_tensor_shape(const kiln_context_t *c, const char *name,
     }
     int j = name ? find_name(g, g->outputs, g->n_outputs, name) : -1;
     if (j < 0) return kiln_error(KILN_STATUS_INVALID_ARGUMENT, "the engine has no input or output named '%s'", name ? name : "(null)");
-    if (!c->ran) return kiln_error(KILN_STATUS_INVALID_ARGUMENT, "output '%s' has no shape before the first run", name);
-    const kiln_tensor *t = &c->slots[g->outputs[j]];
-    *rank = t->rank;
-    memcpy(dims, t->dims, sizeof(int64_t) * (size_t)t->rank);
-    return KILN_STATUS_OK;
+    if (c->ran && !c->shapes_changed) { /* the last run's: exact, data-dependent sizes too */
+        const kiln_tensor *t = &c->slots[g->outputs[j]];
+        *rank = t->rank;
+        memcpy(dims, t->dims, sizeof(int64_t) * (size_t)t->rank);
+        return KILN_STATUS_OK;
+    }
+    /* before a run at these input shapes: shape inference from them (TensorRT's getTensorShape),
+     * so that output buffers can be bound before the first run */
+    kiln_tensor *ins = kiln_calloc((size_t)(g->n_inputs ? g->n_inputs : 1), sizeof *ins);
+    kiln_tensor *outs = kiln_calloc((size_t)(g->n_outputs ? g->n_outputs : 1), sizeof *outs);
+    kiln_status s = ins && outs ? KILN_STATUS_OK : kiln_error(KILN_STATUS_OUT_OF_MEMORY, "out of memory");
+    for (int k = 0; s == KILN_STATUS_OK && k < g->n_inputs; k++) {
+        const binding *b = &c->inputs[k];
+        ins[k] = g->values[g->inputs[k]].type;
+        ins[k].data = NULL;
+        if (b->has_shape) {
+            ins[k].rank = b->rank;
+            memcpy(ins[k].dims, b->dims, sizeof(int64_t) * (size_t)b->rank);
+        } else if (!(g->values[g->inputs[k]].flags & KILN_VALUE_CONST) && !kiln_shape_known(&ins[k])) {
+            s = kiln_error(KILN_STATUS_INVALID_ARGUMENT, "output '%s': set the shape of input '%s' first", name,
+                           g->values[g->inputs[k]].name);
+        } else {
+            ins[k].rank = -1; /* the declared type */
+        }
+    }
+    if (s == KILN_STATUS_OK) s = kiln_infer_output_shapes(g, ins, outs);
+    if (s == KILN_STATUS_OK) {
+        *rank = outs[j].rank;
+        if (*rank < 0) s = kiln_error(KILN_STATUS_INVALID_ARGUMENT, "output '%s': its rank depends on data; run first", name);
+        else memcpy(dims, outs[j].dims, sizeof(int64_t) * (size_t)*rank);
+        for (int k = 0; k < *rank; k++)
+            if (dims[k] < 0) dims[k] = -1; /* depends on data */
+    }
+    free(ins);
+    free(outs);
+    return s;
 }
 
 kiln_status kiln_context_tensor_address(const kiln_context_t *c, const char *name, const void **data) {
@@ -350,11 +382,17 @@ kiln_status kiln_context_set_cuda_stream(kiln_context_t *c, void *cuda_stream) {
 
 static kiln_status context_run(kiln_context_t *c, bool wait);
 
-kiln_status kiln_context_run(kiln_context_t *c) { return context_run(c, true); }
+static kiln_status run_and_mark(kiln_context_t *c, bool wait) {
+    kiln_status s = context_run(c, wait);
+    if (s == KILN_STATUS_OK) c->shapes_changed = false;
+    return s;
+}
+
+kiln_status kiln_context_run(kiln_context_t *c) { return run_and_mark(c, true); }
 
 kiln_status kiln_context_enqueue(kiln_context_t *c) {
     if (!c) return kiln_error(KILN_STATUS_INVALID_ARGUMENT, "kiln_context_enqueue: NULL context");
-    return context_run(c, false);
+    return run_and_mark(c, false);
 }
 
 kiln_status kiln_context_synchronize(kiln_context_t *c) {

@@ -27,6 +27,7 @@ struct kiln_context {
     kiln_slot_map map;       /* node output -> slot */
     int n_slots;
     bool ran;
+    bool shapes_changed;     /* an input shape was set since the last successful run */
     kiln_layer_timer layer_timer; /* kiln_context_set_layer_timer, or NULL: layers untimed */
     void *layer_timer_user;
     kiln_run_timing timing;       /* of the last successful run */

@@ -106,6 +106,10 @@ int kiln_plan_num_slots(const kiln_graph *g);
 
 /* Plans memory for one profile (the engine's graph, its profile dims) into plan. */
 kiln_status kiln_plan_memory(const kiln_graph *g, const kiln_profile_dims *inputs, kiln_mem_plan *plan);
+/* The graph outputs' dtypes and shapes (no data) for these input shapes (input_types: one per
+ * graph input, rank < 0 for the declared type), by the planner's shape inference; a dim that
+ * depends on data comes out negative. */
+kiln_status kiln_infer_output_shapes(const kiln_graph *g, const kiln_tensor *input_types, kiln_tensor *outs);
 void kiln_mem_plan_free(kiln_mem_plan *plan);
 
 /* Ops whose output 0 may share input 0's memory; alias ops need no kernel call at all then. */

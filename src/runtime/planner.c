@@ -125,6 +125,23 @@ static void release_types(kiln_tensor *types, int n) {
     for (int i = 0; i < n; i++) kiln_tensor_release(&types[i]);
 }
 
+kiln_status kiln_infer_output_shapes(const kiln_graph *g, const kiln_tensor *input_types, kiln_tensor *outs) {
+    kiln_slot_map map = {0};
+    KILN_TRY(kiln_slot_map_build(g, &map));
+    int n = kiln_plan_num_slots(g);
+    kiln_tensor *types = kiln_calloc((size_t)n, sizeof *types);
+    kiln_status s = types ? eval_shapes(g, &map, input_types, types) : kiln_error(KILN_STATUS_OUT_OF_MEMORY, "out of memory");
+    for (int j = 0; s == KILN_STATUS_OK && j < g->n_outputs; j++) {
+        outs[j] = types[g->outputs[j]];
+        outs[j].data = NULL;
+        outs[j].flags = 0;
+    }
+    if (types) release_types(types, n);
+    free(types);
+    kiln_slot_map_free(&map);
+    return s;
+}
+
 typedef struct buffer {
     uint64_t bytes;
     int start, end; /* node indices: first write, last read */

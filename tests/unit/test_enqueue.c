@@ -6,6 +6,7 @@
  *   test created and gave the context (the caller's stream), with CUDA graphs on and off;
  * - back-to-back enqueues without a wait in between (each run waits for the one before);
  * - kiln_context_last_timing after an enqueue (it waits for the run);
+ * - kiln_context_tensor_shape of the output before any run (inferred from the input shape);
  * - CPU: kiln_context_set_cuda_stream is refused as UNSUPPORTED, enqueue runs synchronously.
  * usage: test_enqueue MODEL.onnx cpu|cuda. Ends with "N passed, N failed". The cuda variant is
  * built only with the CUDA backend and needs a GPU (scripts/gpu_check.sh runs it). */
@@ -77,6 +78,13 @@ int main(int argc, char **argv) {
     int64_t in_dims[KILN_MAX_RANK];
     memcpy(in_dims, mdims, sizeof in_dims);
     size_t n_in = count_of(in_rank, in_dims), n_out = 0;
+    /* the output's shape before any run: inferred from the input's (to size buffers for enqueue) */
+    kiln_context_t *pre = NULL;
+    int pre_rank = -1;
+    int64_t pre_dims[KILN_MAX_RANK];
+    bool inferred = !kiln_context_create(e, &pre) && !kiln_context_set_input_shape(pre, in_name, in_rank, in_dims) &&
+                    !kiln_context_tensor_shape(pre, out_name, &pre_rank, pre_dims);
+    kiln_context_destroy(pre);
     /* the output's size: from one run (an engine may still describe it with symbolic dims) */
     kiln_context_t *probe = NULL;
     kiln_tensor_t *px = NULL, *py[1] = {NULL};
@@ -90,6 +98,8 @@ int main(int argc, char **argv) {
         printf("FAIL a first run: %s\n0 passed, 1 failed\n", kiln_last_error());
         return 1;
     }
+    check(inferred && pre_rank >= 1 && pre_dims[0] == in_dims[0] && count_of(pre_rank, pre_dims) == n_out,
+          "an output's shape before the first run, inferred from the input's");
     float *x[RUNS], *want[RUNS], *got[RUNS];
     for (int r = 0; r < RUNS; r++) {
         x[r] = malloc(n_in * sizeof(float));
