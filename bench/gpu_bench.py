@@ -152,7 +152,8 @@ def bench_model(name, batches, iters, out_dir, work, with_torch=True, profile=Fa
         torch.backends.cudnn.allow_tf32 = True
         row = {"model": name, "batch": bs, "gflops": f / 1e9, "opset": opset, "onnx_attention_nodes": ops.get("Attention", 0)}
         # kiln engines at this batch
-        for prec, flags in (("fp32", []), ("fp16", ["--fp16"]), ("int8", ["--int8", "--fp16", "--calib", calib, "--calib-max", "4"])):
+        for prec, flags in (("fp32", []), ("tf32", ["--tf32"]), ("fp16", ["--fp16"]),
+                            ("int8", ["--int8", "--fp16", "--calib", calib, "--calib-max", "4"])):
             eng = work / f"{name}_{prec}_{bs}.kiln"
             try:
                 _, tb = sh([kiln_bin(), "build", onnx_path, "-o", eng, "--device", "cuda", "--shapes", f"x:{bs}x3x224x224",
@@ -240,13 +241,13 @@ def report(rows, meta):
            "Latency, median ms. kiln *graph*: inputs and outputs left on the device and the run replayed as a CUDA "
            "graph (`kiln bench --no-data-transfers --cuda-graph`), which is how torch is timed (tensors on the GPU). "
            "kiln *e2e*: from host memory, the PCIe copies and per-launch enqueue included. torch fp32 lets cuDNN use "
-           "TF32 for convolutions (its default); kiln FP32 is true FP32 in cuBLASLt.",
+           "TF32 for convolutions (its default); kiln FP32 is exact FP32, kiln TF32 (`--tf32`) lets cuBLASLt and cuDNN use TF32.",
            "",
-           "| model | batch | GFLOP | kiln FP32 graph | kiln FP16 graph | kiln INT8 graph | kiln FP32 e2e | kiln FP16 e2e "
-           "| torch eager FP32 | torch.compile FP32 | torch eager FP16 | torch.compile FP16 |",
-           "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+           "| model | batch | GFLOP | kiln FP32 graph | kiln TF32 graph | kiln FP16 graph | kiln INT8 graph | kiln FP32 e2e "
+           "| kiln FP16 e2e | torch eager FP32 | torch.compile FP32 | torch eager FP16 | torch.compile FP16 |",
+           "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
-        cells = [_ms(r, k) for k in ("kiln_fp32_graph", "kiln_fp16_graph", "kiln_int8_graph", "kiln_fp32", "kiln_fp16",
+        cells = [_ms(r, k) for k in ("kiln_fp32_graph", "kiln_tf32_graph", "kiln_fp16_graph", "kiln_int8_graph", "kiln_fp32", "kiln_fp16",
                                      "torch_eager_fp32", "torch_compile_fp32", "torch_eager_fp16", "torch_compile_fp16")]
         out.append(f"| {r['model']} | {r['batch']} | {r['gflops']:.1f} | " + " | ".join(cells) + " |")
     out += ["",
@@ -254,16 +255,16 @@ def report(rows, meta):
             f"FP32 {peaks.get('fp32', 0):.0f}, FP16 {peaks.get('fp16', 0):.0f}, INT8 {peaks.get('int8', 0):.0f} TOPS) "
             "and output cosine against torch FP32 (TF32 off):",
             "",
-            "| model | batch | FP32 / compile FP32 | FP16 / compile FP16 | FP16 / eager FP16 | FP32 TFLOP/s | FP16 TFLOP/s "
-            "| INT8 TOPS | cosine FP32 / FP16 / INT8 | build s FP32 / FP16 / INT8 |",
-            "|---|---:|---:|---:|---:|---:|---:|---:|---|---|"]
+            "| model | batch | FP32 / compile FP32 | TF32 / compile FP32 | FP16 / compile FP16 | FP16 / eager FP16 | FP32 TFLOP/s "
+            "| FP16 TFLOP/s | INT8 TOPS | cosine FP32 / TF32 / FP16 / INT8 | build s FP32 / FP16 / INT8 |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---|"]
     for r in rows:
         cos = " / ".join(f"{r[k]:.7f}" if isinstance(r.get(k), float) else "-"
-                         for k in ("kiln_fp32_cosine", "kiln_fp16_cosine", "kiln_int8_cosine"))
+                         for k in ("kiln_fp32_cosine", "kiln_tf32_cosine", "kiln_fp16_cosine", "kiln_int8_cosine"))
         bld = " / ".join(f"{r[k]:.1f}" if isinstance(r.get(k), float) else "-"
                          for k in ("kiln_fp32_build_s", "kiln_fp16_build_s", "kiln_int8_build_s"))
         out.append(f"| {r['model']} | {r['batch']} | {_ratio(r, 'kiln_fp32_graph', 'torch_compile_fp32')} | "
-                   f"{_ratio(r, 'kiln_fp16_graph', 'torch_compile_fp16')} | {_ratio(r, 'kiln_fp16_graph', 'torch_eager_fp16')} | "
+                   f"{_ratio(r, 'kiln_tf32_graph', 'torch_compile_fp32')} | {_ratio(r, 'kiln_fp16_graph', 'torch_compile_fp16')} | {_ratio(r, 'kiln_fp16_graph', 'torch_eager_fp16')} | "
                    f"{_tflops(r, 'kiln_fp32_graph', peaks.get('fp32'))} | {_tflops(r, 'kiln_fp16_graph', peaks.get('fp16'))} | "
                    f"{_tflops(r, 'kiln_int8_graph', peaks.get('int8'))} | {cos} | {bld} |")
     errs = [(r["model"], r["batch"], k, v) for r in rows for k, v in r.items() if k.endswith("_error")]

@@ -142,7 +142,11 @@ typedef enum kiln_precision {
     KILN_PRECISION_FP32 = 1,
     KILN_PRECISION_FP16 = 2,
     KILN_PRECISION_BF16 = 4,
-    KILN_PRECISION_INT8 = 8
+    KILN_PRECISION_INT8 = 8,
+    /* GPU engines: float32 products and convolutions may use TF32 tensor cores (inputs rounded to
+     * a 10-bit mantissa, float32 accumulation: TensorRT's default for FP32). Without it kiln's
+     * float32 is exact float32. CPU engines compute in float32 either way. */
+    KILN_PRECISION_TF32 = 16
 } kiln_precision;
 
 typedef struct kiln_builder kiln_builder_t;

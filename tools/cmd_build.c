@@ -27,6 +27,9 @@ static void help(void) {
            "  --fp16, --bf16                float compute in fp16 (or bf16); inputs and outputs stay fp32. On the GPU\n"
            "                                the kernels accumulate in fp32; on the CPU the reference kernels compute\n"
            "                                in 16 bits (to study a model's fp16 error without a GPU)\n"
+           "  --tf32                        GPU: fp32 products and convolutions may use TF32 tensor cores (10-bit\n"
+           "                                mantissa inputs, fp32 accumulation; TensorRT's default). Without it fp32\n"
+           "                                is exact fp32. CPU engines compute in fp32 either way\n"
            "  --int8                        INT8: Conv, MatMul and Gemm with constant weights become QLinearConv /\n"
            "                                QLinearMatMul / ConvInteger / MatMulInteger (per-channel int8 weights,\n"
            "                                per-tensor int8 activations); the rest stays fp32. Needs opset >= 13.\n"
@@ -149,6 +152,7 @@ int cmd_build(int argc, char **argv) {
         {"calib-method", required_argument, 0, 8}, {"calib-cache", required_argument, 0, 9},
         {"timing-cache", required_argument, 0, 'T'},
         {"calib-images", required_argument, 0, 10}, {"calib-preprocess", required_argument, 0, 11},
+        {"tf32", no_argument, 0, 12},
         {"help", no_argument, 0, 'h'},             {0, 0, 0, 0}};
     const char *timing_cache = NULL;
     const char *calib = NULL, *calib_dir = NULL, *calib_method = NULL, *calib_cache = NULL, *calib_images = NULL,
@@ -173,6 +177,7 @@ int cmd_build(int argc, char **argv) {
         case 1: precisions |= KILN_PRECISION_FP16; break;
         case 2: precisions |= KILN_PRECISION_BF16; break;
         case 3: precisions |= KILN_PRECISION_INT8; break;
+        case 12: precisions |= KILN_PRECISION_TF32; break;
         case 'l': if (nlp == 256) return cli_usage_error("build", "too many --layer-precision"); layer_prec[nlp++] = optarg; break;
         case 'w': workspace_mib = atof(optarg); break;
         case 'T': timing_cache = optarg; break;

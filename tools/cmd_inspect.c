@@ -34,6 +34,12 @@ static void print_text(const cJSON *j) {
     const cJSON *x, *it;
     printf("kiln engine: backend %s, device %s, opset %d\n", cJSON_GetObjectItem(j, "backend")->valuestring,
            cJSON_GetObjectItem(j, "device")->valuestring, cJSON_GetObjectItem(j, "opset")->valueint);
+    const cJSON *prec = cJSON_GetObjectItem(j, "precisions");
+    if (cJSON_IsArray(prec) && cJSON_GetArraySize(prec) > 0) {
+        printf("precisions allowed:");
+        cJSON_ArrayForEach(it, prec) printf(" %s", cJSON_IsString(it) ? it->valuestring : "?");
+        printf("\n");
+    }
     const cJSON *tuning_note = cJSON_GetObjectItem(j, "tuning_note");
     if (cJSON_IsString(tuning_note)) printf("tuning: %s\n", tuning_note->valuestring);
     const char *io[2] = {"inputs", "outputs"};

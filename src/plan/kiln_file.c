@@ -52,7 +52,10 @@ static bool put_u64(kiln_blob *b, uint64_t v) { uint8_t x[8]; put64(x, v); retur
 #define KILN_CUDA_BUILT 0
 #endif
 
-static const char *precision_names[] = {"fp32", "fp16", "bf16", "int8"};
+static const char *precision_names[] = {"fp32", "fp16", "bf16", "int8", "tf32"}; /* KILN_PRECISION_* bit k */
+#define N_PRECISION_NAMES (int)(sizeof precision_names / sizeof precision_names[0])
+
+const char *kiln_precision_bit_name(int k) { return k >= 0 && k < N_PRECISION_NAMES ? precision_names[k] : NULL; }
 
 static char *meta_json(const kiln_engine *e) {
     cJSON *j = cJSON_CreateObject();
@@ -75,7 +78,7 @@ static char *meta_json(const kiln_engine *e) {
         if (e->tuning_note[0]) cJSON_AddStringToObject(j, "tuning_note", e->tuning_note);
     }
     cJSON *prec = cJSON_AddArrayToObject(j, "precisions");
-    for (int k = 0; k < 4; k++)
+    for (int k = 0; k < N_PRECISION_NAMES; k++)
         if (e->precisions & (1u << k)) cJSON_AddItemToArray(prec, cJSON_CreateString(precision_names[k]));
     cJSON_AddNumberToObject(j, "opset", e->model.opset);
     cJSON_AddNumberToObject(j, "nodes_before", e->nodes_before);
@@ -265,7 +268,7 @@ static kiln_status read_meta(const uint8_t *p, size_t n, const char *what, kiln_
         e->nodes_before = cJSON_IsNumber(nb) ? nb->valueint : 0;
         const cJSON *it;
         cJSON_ArrayForEach(it, prec) {
-            for (int k = 0; k < 4; k++)
+            for (int k = 0; k < N_PRECISION_NAMES; k++)
                 if (cJSON_IsString(it) && strcmp(it->valuestring, precision_names[k]) == 0) e->precisions |= 1u << k;
         }
         cJSON_ArrayForEach(it, passes) {

@@ -95,7 +95,7 @@ kiln_status kiln_builder_set_device(kiln_builder_t *b, kiln_device d) {
 }
 
 kiln_status kiln_builder_set_precisions(kiln_builder_t *b, unsigned flags) {
-    if (flags & ~(unsigned)(KILN_PRECISION_FP32 | KILN_PRECISION_FP16 | KILN_PRECISION_BF16 | KILN_PRECISION_INT8))
+    if (flags & ~(unsigned)(KILN_PRECISION_FP32 | KILN_PRECISION_FP16 | KILN_PRECISION_BF16 | KILN_PRECISION_INT8 | KILN_PRECISION_TF32))
         return kiln_error(KILN_STATUS_INVALID_ARGUMENT, "unknown precision flags 0x%x", flags);
     b->precisions = flags | KILN_PRECISION_FP32;
     return KILN_STATUS_OK;

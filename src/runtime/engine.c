@@ -193,6 +193,9 @@ kiln_status kiln_engine_describe(const kiln_engine_t *e, char **json) {
     cJSON_AddStringToObject(j, "device", e->device);
     cJSON_AddNumberToObject(j, "opset", e->model.opset);
     if (e->tuning_note[0]) cJSON_AddStringToObject(j, "tuning_note", e->tuning_note);
+    cJSON *prec = cJSON_AddArrayToObject(j, "precisions"); /* what the build allowed */
+    for (int k = 0; kiln_precision_bit_name(k); k++)
+        if (e->precisions & (1u << k)) cJSON_AddItemToArray(prec, cJSON_CreateString(kiln_precision_bit_name(k)));
     cJSON *io = cJSON_AddArrayToObject(j, "inputs");
     for (int i = 0; i < g->n_inputs; i++) {
         const kiln_value *v = &g->values[g->inputs[i]];

@@ -106,6 +106,8 @@ int kiln_plan_num_slots(const kiln_graph *g);
 
 /* Plans memory for one profile (the engine's graph, its profile dims) into plan. */
 kiln_status kiln_plan_memory(const kiln_graph *g, const kiln_profile_dims *inputs, kiln_mem_plan *plan);
+/* The name of KILN_PRECISION_* bit k ("fp32", "fp16", "bf16", "int8", "tf32"), NULL past the last. */
+const char *kiln_precision_bit_name(int k);
 /* The graph outputs' dtypes and shapes (no data) for these input shapes (input_types: one per
  * graph input, rank < 0 for the declared type), by the planner's shape inference; a dim that
  * depends on data comes out negative. */

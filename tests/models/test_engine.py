@@ -72,6 +72,20 @@ def test_engine_matches_interpreter(tmp_path):
     np.testing.assert_allclose(got["probs"], want["probs"], rtol=1e-5, atol=1e-6)
 
 
+def test_tf32_is_recorded_and_changes_nothing_on_the_cpu(tmp_path):
+    """--tf32 (KILN_PRECISION_TF32) lets GPU fp32 products and convolutions use TF32; the engine
+    records it (inspect's precisions), and a CPU engine computes exactly as without it."""
+    x = rng.uniform(0, 1, (2, 3, 32, 32)).astype(np.float32)
+    kiln_ok("build", TINY, "-o", tmp_path / "fp32.kiln", "--shapes", "image:2x3x32x32")
+    kiln_ok("build", TINY, "-o", tmp_path / "tf32.kiln", "--shapes", "image:2x3x32x32", "--tf32")
+    prec = lambda e: json.loads(kiln_ok("inspect", e, "--json").stdout)["precisions"]  # noqa: E731
+    assert prec(tmp_path / "fp32.kiln") == ["fp32"] and prec(tmp_path / "tf32.kiln") == ["fp32", "tf32"]
+    assert "precisions allowed: fp32 tf32" in kiln_ok("inspect", tmp_path / "tf32.kiln").stdout
+    a = run_outputs(tmp_path / "fp32.kiln", {"image": x}, tmp_path / "a")
+    b = run_outputs(tmp_path / "tf32.kiln", {"image": x}, tmp_path / "b")
+    np.testing.assert_array_equal(a["probs"], b["probs"])
+
+
 def test_run_device_builds_in_memory(tmp_path):
     """`kiln run MODEL.onnx --device cpu`: one process builds an engine at the given inputs' shapes and
     runs it; the outputs equal a built-then-loaded engine's, and its mistakes are refused clearly."""

@@ -44,6 +44,7 @@ typedef struct conv_key {
     int groups;
     int has_bias, act;
     int nhwc; /* cuDNN runs channels-last: X, W and Y transposed around it (tactic bit 12) */
+    int tf32; /* float32 may use TF32 tensor cores (KILN_PRECISION_TF32) */
 } conv_key;
 
 typedef struct conv_geom {
@@ -95,7 +96,10 @@ static cudnnDataType_t dnn_type(kiln_dtype t) {
     }
 }
 
-static bool exact_fp(kiln_dtype t) { return t == KILN_DTYPE_F32 || t == KILN_DTYPE_F64; }
+/* Exact float math (no TF32 tensor cores): float64 always, float32 unless the engine allows TF32. */
+static bool exact_fp(const struct conv_key *k) {
+    return k->dtype == KILN_DTYPE_F64 || (k->dtype == KILN_DTYPE_F32 && !k->tf32);
+}
 
 /* Lifts (N, C, spatial...) dims to cuDNN's: 1-D gets a height of 1. False when a dim or the
  * element count does not fit cuDNN's int. */
@@ -208,11 +212,12 @@ static kiln_status conv_geom_bwd(const kiln_node *n, kiln_tensor *const *in, kil
     return KILN_STATUS_OK;
 }
 
-static kiln_status conv_geom_of(const kiln_node *n, kiln_tensor *const *in, kiln_tensor *out, conv_geom *g) {
+static kiln_status conv_geom_of(const kiln_node *n, kiln_tensor *const *in, kiln_tensor *out, bool tf32, conv_geom *g) {
     memset(g, 0, sizeof *g);
     KILN_TRY(n->op == KILN_OP_Conv ? conv_geom_fwd(n, in, out, g) : conv_geom_bwd(n, in, out, g));
     g->key.op = n->op;
     g->key.dtype = in[0]->dtype;
+    g->key.tf32 = tf32 && in[0]->dtype == KILN_DTYPE_F32;
     g->key.has_bias = n->n_declared > 2 && in[2] != NULL;
     g->key.act = n->act.kind;
     return KILN_STATUS_OK;
@@ -244,7 +249,7 @@ static kiln_status conv_descs(const kiln_node *n, const conv_geom *g, conv_state
                                             k->dtype == KILN_DTYPE_F64 ? CUDNN_DATA_DOUBLE : CUDNN_DATA_FLOAT);
     if (s == CUDNN_STATUS_SUCCESS) s = cudnnSetConvolutionGroupCount(st->conv, k->groups);
     if (s == CUDNN_STATUS_SUCCESS)
-        s = cudnnSetConvolutionMathType(st->conv, exact_fp(k->dtype) ? CUDNN_FMA_MATH : CUDNN_TENSOR_OP_MATH);
+        s = cudnnSetConvolutionMathType(st->conv, exact_fp(k) ? CUDNN_FMA_MATH : CUDNN_TENSOR_OP_MATH);
     if (s == CUDNN_STATUS_SUCCESS && k->act == KILN_ACT_RELU) {
         s = cudnnCreateActivationDescriptor(&st->act);
         if (s == CUDNN_STATUS_SUCCESS)
@@ -253,12 +258,10 @@ static kiln_status conv_descs(const kiln_node *n, const conv_geom *g, conv_state
     return kiln_cudnn_check(s, n, "setting up cuDNN descriptors");
 }
 
-/* The math type an algorithm runs with: exact types never take tensor-core (TF32) math. */
-static bool math_ok(kiln_dtype t, cudnnMathType_t m) {
-    return !exact_fp(t) || m == CUDNN_FMA_MATH || m == CUDNN_DEFAULT_MATH;
-}
+/* The math type an algorithm runs with: exact math never takes tensor-core (TF32) math. */
+static bool math_ok(bool exact, cudnnMathType_t m) { return !exact || m == CUDNN_FMA_MATH || m == CUDNN_DEFAULT_MATH; }
 
-static cudnnMathType_t use_math(kiln_dtype t, cudnnMathType_t m) { return exact_fp(t) ? CUDNN_FMA_MATH : m; }
+static cudnnMathType_t use_math(bool exact, cudnnMathType_t m) { return exact ? CUDNN_FMA_MATH : m; }
 
 static cudnnStatus_t ws_size(cudnnHandle_t h, const conv_state *st, int op, int algo, size_t *bytes) {
     if (op == KILN_OP_Conv)
@@ -270,10 +273,10 @@ static cudnnStatus_t ws_size(cudnnHandle_t h, const conv_state *st, int op, int 
 
 /* Picks the algorithm: the tactic when it still applies, else cuDNN's heuristic order. */
 static kiln_status conv_pick(cudnnHandle_t h, const kiln_node *n, conv_state *st, int tactic) {
-    kiln_dtype t = st->key.dtype;
+    bool exact = exact_fp(&st->key);
     if (tactic >= 0 && (tactic & 0xff) != CONV_ALGO_HEURISTIC) {
         int algo = tactic & 0xff;
-        cudnnMathType_t m = use_math(t, (cudnnMathType_t)((tactic >> 8) & 0xf));
+        cudnnMathType_t m = use_math(exact, (cudnnMathType_t)((tactic >> 8) & 0xf));
         size_t b = 0;
         if (cudnnSetConvolutionMathType(st->conv, m) == CUDNN_STATUS_SUCCESS &&
             ws_size(h, st, st->key.op, algo, &b) == CUDNN_STATUS_SUCCESS && b <= CONV_WORKSPACE_CAP) {
@@ -292,9 +295,9 @@ static kiln_status conv_pick(cudnnHandle_t h, const kiln_node *n, conv_state *st
                                   n, "cuDNN forward algorithms"));
         for (int i = 0; i < got && !found; i++)
             if (perf[i].status == CUDNN_STATUS_SUCCESS && perf[i].memory <= CONV_WORKSPACE_CAP &&
-                math_ok(t, perf[i].mathType)) {
+                math_ok(exact, perf[i].mathType)) {
                 st->algo = perf[i].algo;
-                st->math = use_math(t, perf[i].mathType);
+                st->math = use_math(exact, perf[i].mathType);
                 found = true;
             }
     } else {
@@ -304,9 +307,9 @@ static kiln_status conv_pick(cudnnHandle_t h, const kiln_node *n, conv_state *st
                                   n, "cuDNN backward-data algorithms"));
         for (int i = 0; i < got && !found; i++)
             if (perf[i].status == CUDNN_STATUS_SUCCESS && perf[i].memory <= CONV_WORKSPACE_CAP &&
-                math_ok(t, perf[i].mathType)) {
+                math_ok(exact, perf[i].mathType)) {
                 st->algo = perf[i].algo;
-                st->math = use_math(t, perf[i].mathType);
+                st->math = use_math(exact, perf[i].mathType);
                 found = true;
             }
     }
@@ -348,6 +351,7 @@ static void conv_gemm_key(const conv_geom *g, kiln_tensor *const *in, kiln_tenso
     const conv_key *ck = &g->key;
     memset(k, 0, sizeof *k);
     KILN_ASSERT(gemm_lt_types(ck->dtype, k));
+    if (ck->tf32) k->compute = CUBLAS_COMPUTE_32F_FAST_TF32;
     int64_t N = ck->x[0], C = ck->x[1], M = ck->w[0], P = 1, es = (int64_t)kiln_dtype_size(ck->dtype);
     for (int i = 2; i < ck->nd; i++) P *= ck->x[i];
     k->m = M;
@@ -523,7 +527,7 @@ static kiln_status conv_fused(cudnnHandle_t h, const kiln_node *n, conv_state *s
 static kiln_status conv_run(kiln_cuda_run *r, const kiln_node *n, kiln_tensor *const *in, kiln_tensor *out) {
     if (kiln_shape_count(out[0].rank, out[0].dims) == 0) return KILN_STATUS_OK;
     conv_geom g;
-    KILN_TRY(conv_geom_of(n, in, out, &g));
+    KILN_TRY(conv_geom_of(n, in, out, r->tf32, &g));
     if (conv_gemm_possible(&g) && (r->tactic < 0 || (r->tactic & CONV_TACTIC_GEMM)))
         return conv_gemm_run(r, n, in, out, &g);
     KILN_TRY(kiln_cudnn_check(cudnnSetStream(r->dnn, r->stream), n, "cudnnSetStream"));
@@ -559,11 +563,11 @@ static kiln_status conv_run(kiln_cuda_run *r, const kiln_node *n, kiln_tensor *c
 
 static const char *conv_key_str(const conv_key *k, char *buf, size_t n) {
     snprintf(buf, n,
-             "cudnn2:%s:t%d:x%d.%d.%d.%d.%d:w%d.%d.%d.%d.%d:y%d.%d.%d.%d.%d:p%d.%d.%d:s%d.%d.%d:d%d.%d.%d:g%d:b%d:a%d",
+             "cudnn2:%s:t%d:x%d.%d.%d.%d.%d:w%d.%d.%d.%d.%d:y%d.%d.%d.%d.%d:p%d.%d.%d:s%d.%d.%d:d%d.%d.%d:g%d:b%d:a%d%s",
              kiln_op_name(k->op), k->dtype, k->x[0], k->x[1], k->x[2], k->x[3], k->nd == 5 ? k->x[4] : 0, k->w[0],
              k->w[1], k->w[2], k->w[3], k->nd == 5 ? k->w[4] : 0, k->y[0], k->y[1], k->y[2], k->y[3],
              k->nd == 5 ? k->y[4] : 0, k->pad[0], k->pad[1], k->pad[2], k->str[0], k->str[1], k->str[2], k->dil[0],
-             k->dil[1], k->dil[2], k->groups, k->has_bias, k->act);
+             k->dil[1], k->dil[2], k->groups, k->has_bias, k->act, k->tf32 ? ":tf32" : "");
     return buf;
 }
 
@@ -578,7 +582,7 @@ static kiln_status conv_find(gemm_tune_run *tr, const kiln_node *n, kiln_tensor 
     KILN_TRY(conv_buffers(&tr->r, n, in, out, g, st, CONV_WORKSPACE_CAP, &b));
     cand[(*n_cand)++] = CONV_ALGO_HEURISTIC | layout; /* the heuristic's pick, as a run would make it */
     int got = 0, taken = 0;
-    kiln_dtype t = g->key.dtype;
+    bool exact = exact_fp(&g->key);
     cudnnHandle_t h = tr->r.dnn;
     if (g->key.op == KILN_OP_Conv) {
         cudnnConvolutionFwdAlgoPerf_t perf[CUDNN_CONVOLUTION_FWD_ALGO_COUNT];
@@ -587,8 +591,8 @@ static kiln_status conv_find(gemm_tune_run *tr, const kiln_node *n, kiln_tensor 
                                                                          b.ws, CONV_WORKSPACE_CAP),
                                   n, "timing cuDNN forward algorithms"));
         for (int i = 0; i < got && taken < CONV_TUNE_PER_LAYOUT; i++)
-            if (perf[i].status == CUDNN_STATUS_SUCCESS && math_ok(t, perf[i].mathType)) {
-                cand[(*n_cand)++] = (int)perf[i].algo | (int)use_math(t, perf[i].mathType) << 8 | layout;
+            if (perf[i].status == CUDNN_STATUS_SUCCESS && math_ok(exact, perf[i].mathType)) {
+                cand[(*n_cand)++] = (int)perf[i].algo | (int)use_math(exact, perf[i].mathType) << 8 | layout;
                 taken++;
             }
     } else {
@@ -598,8 +602,8 @@ static kiln_status conv_find(gemm_tune_run *tr, const kiln_node *n, kiln_tensor 
                                       CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT, &got, perf, b.ws, CONV_WORKSPACE_CAP),
                                   n, "timing cuDNN backward-data algorithms"));
         for (int i = 0; i < got && taken < CONV_TUNE_PER_LAYOUT; i++)
-            if (perf[i].status == CUDNN_STATUS_SUCCESS && math_ok(t, perf[i].mathType)) {
-                cand[(*n_cand)++] = (int)perf[i].algo | (int)use_math(t, perf[i].mathType) << 8 | layout;
+            if (perf[i].status == CUDNN_STATUS_SUCCESS && math_ok(exact, perf[i].mathType)) {
+                cand[(*n_cand)++] = (int)perf[i].algo | (int)use_math(exact, perf[i].mathType) << 8 | layout;
                 taken++;
             }
     }
@@ -627,7 +631,7 @@ static kiln_status conv_tune(kiln_cuda_tune *tune, const kiln_node *n, kiln_tens
     *tactic = -1;
     if (kiln_shape_count(out[0].rank, out[0].dims) <= 0) return KILN_STATUS_OK;
     conv_geom g;
-    KILN_TRY(conv_geom_of(n, in, out, &g));
+    KILN_TRY(conv_geom_of(n, in, out, tune->tf32, &g));
     char key[512];
     conv_key_str(&g.key, key, sizeof key);
     int cached = tune->cache ? kiln_timing_cache_get(tune->cache, key) : -1;

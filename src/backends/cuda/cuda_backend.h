@@ -28,6 +28,7 @@ typedef struct kiln_cuda_run {
     cublasLtHandle_t lt;
     cudnnHandle_t dnn;
     int sm_count, cc_major, cc_minor;
+    bool tf32; /* float32 products and convolutions may use TF32 (KILN_PRECISION_TF32) */
     /* Per node, per context: a kernel's prepared state (descriptors, a chosen algorithm, packed
      * weights), kept across runs; *state_free (if set) frees it when the context goes. */
     void **state;
@@ -46,6 +47,7 @@ kiln_status kiln_cuda_scratch(kiln_cuda_run *r, size_t bytes, void **ptr);
 /* At build time, for tactic selection: time candidate implementations on the device. */
 typedef struct kiln_cuda_tune {
     cudaStream_t stream;
+    bool tf32; /* as kiln_cuda_run's */
     cublasLtHandle_t lt;
     cudnnHandle_t dnn;
     struct kiln_cuda_scratch_pool *scratch;

@@ -514,9 +514,11 @@ static kiln_status run_device_node(kiln_context_t *c, int i) {
         .cc_major = gc->ge->cc / 10, .cc_minor = gc->ge->cc % 10,
         .state = &gc->node_state[i], .state_free = &gc->node_state_free[i],
         .tactic = c->e->tactics ? c->e->tactics[i] : -1, .scratch = &gc->scratch,
+        .tf32 = (c->e->precisions & KILN_PRECISION_TF32) != 0,
     };
     if (gc->tuning && kop->tune) {
-        kiln_cuda_tune t = {.stream = gc->stream, .lt = gc->lt, .dnn = gc->dnn, .scratch = &gc->scratch, .cache = gc->timing};
+        kiln_cuda_tune t = {.stream = gc->stream, .lt = gc->lt, .dnn = gc->dnn, .scratch = &gc->scratch, .cache = gc->timing,
+                            .tf32 = r.tf32};
         int tactic = -1;
         KILN_TRY(kop->tune(&t, n, in, out, &tactic));
         gc->tactics_out[i] = tactic;

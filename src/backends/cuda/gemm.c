@@ -75,12 +75,13 @@ static void mm_key_shape(mm_call *c, kiln_dtype t, bool ta, bool tb, int64_t lda
 }
 
 /* Resolves a float MatMul / FusedMatMul / Gemm node into c (no device work yet). */
-static kiln_status mm_setup(const kiln_node *n, kiln_tensor *const *in, kiln_tensor *out, mm_call *c) {
+static kiln_status mm_setup(const kiln_node *n, kiln_tensor *const *in, kiln_tensor *out, bool tf32, mm_call *c) {
     memset(c, 0, sizeof *c);
     const kiln_tensor *A = in[0], *B = in[1];
     kiln_dtype t = A->dtype;
     size_t es = kiln_dtype_size(t);
     KILN_ASSERT(gemm_lt_types(t, &c->key));
+    if (tf32 && t == KILN_DTYPE_F32) c->key.compute = CUBLAS_COMPUTE_32F_FAST_TF32; /* KILN_PRECISION_TF32 */
     c->a = A->data;
     c->b = B->data;
     c->d = out[0].data;
@@ -167,7 +168,7 @@ static kiln_status mm_float_run(kiln_cuda_run *r, const kiln_node *n, kiln_tenso
     int64_t total = kiln_shape_count(out[0].rank, out[0].dims);
     if (total == 0) return KILN_STATUS_OK;
     mm_call c;
-    KILN_TRY(mm_setup(n, in, out, &c));
+    KILN_TRY(mm_setup(n, in, out, r->tf32, &c));
     int ct = kiln_cuda_ctype(out[0].dtype);
     KILN_TRY(gemm_scratch_get(r, &c.sc));
     const void *bias = c.bias;
@@ -298,7 +299,7 @@ static kiln_status mm_tune(kiln_cuda_tune *tune, const kiln_node *n, kiln_tensor
     *tactic = -1;
     if (is_int_mm(in[0]->dtype) || kiln_shape_count(out[0].rank, out[0].dims) <= 0) return KILN_STATUS_OK;
     mm_call c;
-    KILN_TRY(mm_setup(n, in, out, &c));
+    KILN_TRY(mm_setup(n, in, out, tune->tf32, &c));
     if (c.bp.k == 0) return KILN_STATUS_OK;
     if (c.bias && gemm_align(c.bias, 0, 0) < 16) mm_no_epilogue(&c);
     int count = gemm_lt_candidates(tune->lt, &c.key, GEMM_TUNE_CANDIDATES);

@@ -318,6 +318,7 @@ kiln_status gemm_time_best(cudaStream_t s, int count, kiln_status (*fn)(void *ct
 void gemm_tune_begin(gemm_tune_run *t, const kiln_cuda_tune *tune, int tactic) {
     memset(t, 0, sizeof *t);
     t->r.stream = tune->stream;
+    t->r.tf32 = tune->tf32;
     t->r.lt = tune->lt;
     t->r.dnn = tune->dnn;
     t->r.scratch = tune->scratch;
