@@ -88,6 +88,8 @@ class Case:
     int8_skip: str = ""               # why, when int8 is "none"
     calib_method: str = "percentile"
     compile_skip: str | None = None   # why torch.compile is not run, if it is not
+    factory_device: bool = False      # its forward makes tensors (torch.arange, ones) without a device: run it
+                                      # under `with torch.device(dev)` so that they land on the GPU
     note: str = ""
     extra: dict = field(default_factory=dict)
 
@@ -99,6 +101,20 @@ def _inp(shape, dtype="float32", low=-1.0, high=1.0, **kw):
 def _spec(name: str) -> dict:
     p = REPO / "zoo" / "models" / f"{name}.json"
     return json.loads(p.read_text()) if p.exists() else {}
+
+
+def _tx_export(m, args, ins, outs, p: Path, dyn: dict, opset: int, info: dict) -> None:
+    """The transformer scripts' export (_transformer_export.export): opset 23 through the dynamo exporter as they
+    do; should this torch's dynamo exporter fail, opset 17 through the TorchScript exporter (recorded)."""
+    import _transformer_export as tx
+    if opset <= 20:
+        tx.export(m, args, ins, outs, p, opset, dynamic_axes=dyn, dynamo=False)
+        return
+    try:
+        tx.export(m, args, ins, outs, p, opset, dynamic_axes=dyn, dynamo=True)
+    except Exception as e:  # noqa: BLE001
+        info["export_note"] = f"dynamo export failed ({type(e).__name__}: {str(e)[:200]}); TorchScript exporter at opset 17"
+        tx.export(m, args, ins, outs, p, 17, dynamic_axes=dyn, dynamo=False)
 
 
 def case_resnet(name: str, size: str) -> Case:
@@ -127,9 +143,9 @@ def case_vit(name: str, size: str) -> Case:
     m.eval()
     x = torch.rand(2, 3, res, res) * 2 - 1
     dyn = {"pixel_values": {0: "batch"}, "logits": {0: "batch"}}
-    return Case(m, {"pixel_values": _inp(["B", 3, res, res])}, ["logits"],
-                lambda p: tx.export(m, (x,), ["pixel_values"], ["logits"], p, opset, dynamic_axes=dyn, dynamo=opset > 20),
-                [1, 32], note=f"opset {opset}")
+    c = Case(m, {"pixel_values": _inp(["B", 3, res, res])}, ["logits"], None, [1, 32], note=f"opset {opset}")
+    c.export = lambda p: _tx_export(m, (x,), ["pixel_values"], ["logits"], p, dyn, opset, c.extra)
+    return c
 
 
 def case_clip(name: str, size: str) -> Case:
@@ -147,10 +163,11 @@ def case_clip(name: str, size: str) -> Case:
     ids = torch.randint(0, cfg.text_config.vocab_size, (3, length), dtype=torch.int64)
     dyn = {"pixel_values": {0: "batch"}, "input_ids": {0: "texts"}, "logits_per_image": {0: "batch", 1: "texts"},
            "logits_per_text": {0: "texts", 1: "batch"}, "text_embeds": {0: "texts"}, "image_embeds": {0: "batch"}}
-    return Case(m, {"pixel_values": _inp(["B", 3, res, res]),
-                    "input_ids": _inp(["B", length], "int64", 0, cfg.text_config.vocab_size)}, clip.OUTPUTS,
-                lambda p: tx.export(m, (x, ids), clip.INPUTS, clip.OUTPUTS, p, 23, dynamic_axes=dyn, dynamo=True),
-                [1, 16], note="batch B: B images and B texts (the two towers)")
+    c = Case(m, {"pixel_values": _inp(["B", 3, res, res]),
+                 "input_ids": _inp(["B", length], "int64", 0, cfg.text_config.vocab_size)}, clip.OUTPUTS, None,
+             [1, 16], note="batch B: B images and B texts (the two towers)")
+    c.export = lambda p: _tx_export(m, (x, ids), clip.INPUTS, clip.OUTPUTS, p, dyn, 23, c.extra)
+    return c
 
 
 def case_whisper(name: str, size: str) -> Case:
@@ -167,9 +184,10 @@ def case_whisper(name: str, size: str) -> Case:
     frames = 2 * cfg.max_source_positions
     x = torch.rand(2, cfg.num_mel_bins, frames) * 2 - 1
     dyn = {"input_features": {0: "batch"}, "last_hidden_state": {0: "batch"}}
-    return Case(m, {"input_features": _inp(["B", cfg.num_mel_bins, frames], low=-1.0, high=1.5)}, ["last_hidden_state"],
-                lambda p: tx.export(m, (x,), ["input_features"], ["last_hidden_state"], p, 23, dynamic_axes=dyn, dynamo=True),
-                [1, 8])
+    c = Case(m, {"input_features": _inp(["B", cfg.num_mel_bins, frames], low=-1.0, high=1.5)}, ["last_hidden_state"],
+             None, [1, 8])
+    c.export = lambda p: _tx_export(m, (x,), ["input_features"], ["last_hidden_state"], p, dyn, 23, c.extra)
+    return c
 
 
 def case_yolov8n(name: str, size: str) -> Case:
@@ -186,7 +204,7 @@ def case_yolov8n(name: str, size: str) -> Case:
     m.eval()
     return Case(m, {"images": _inp([1, 3, res, res], low=0.0, high=1.0)}, ["output0"],
                 lambda p: cc.export(m, torch.zeros(1, 3, res, res), p, "images", ["output0"]),
-                [1], note="the export has a static batch of 1 (anchors folded to constants): batch 1 only")
+                [1], factory_device=True, note="the export has a static batch of 1 (anchors folded to constants): batch 1 only")
 
 
 def case_faster_rcnn(name: str, size: str) -> Case:
@@ -267,7 +285,7 @@ def case_groot(name: str, size: str) -> Case:
     ins = {"noisy_actions": _inp(["B", cfg["H"], cfg["A"]], low=-1.5, high=1.5), "state": _inp(["B", 1, cfg["S"]]),
            "timestep": _inp(["B"], "int64", 0, 1000), "vl_embs": _inp(["B", S, cfg["D_vl"]], low=-2.0, high=2.0),
            "backbone_attention_mask": _inp(["B", S], "int64", 0, 2), "image_mask": _inp(["B", S], "bool", p_true=0.5)}
-    return Case(m, ins, ["velocity"], export, [1, 8], calib_method=_spec(name).get("int8_method", "entropy"),
+    return Case(m, ins, ["velocity"], export, [1, 8], calib_method=_spec(name).get("int8_method", "entropy"), factory_device=True,
                 note=f"{S} vision-language tokens")
 
 
@@ -292,6 +310,7 @@ def case_vlm(name: str, size: str) -> Case:
     ins = {"pixel_values": _inp(["B", 3, cfg["R"], cfg["R"]]), "input_ids": _inp(["B", T], "int64", 0, cfg["V"]),
            "attention_mask": _inp(["B", T], "int64", 1, 2)}
     return Case(m, ins, ["hidden_states", "logits"], export, [1, 4], calib_method=_spec(name).get("int8_method", "entropy"),
+                factory_device=True,
                 note=f"{T} text tokens, all attended")
 
 
@@ -322,7 +341,7 @@ def case_streaming(name: str, size: str) -> Case:
     ins = {"audio_signal": _inp(["B", se.N_MELS, T], low=-3.0, high=3.0), "length": _inp(["B"], "int64", value=T),
            "cache_last_channel": _inp([L, "B", C, D], low=-2.0, high=2.0),
            "cache_last_time": _inp([L, "B", D, K]), "cache_last_channel_len": _inp(["B"], "int64", 0, C + 1)}
-    return Case(m, ins, se.OUTPUTS, export, [1, 16],
+    return Case(m, ins, se.OUTPUTS, export, [1, 16], factory_device=True,
                 note=f"one chunk of {T} mel frames with random caches ([L, B, ...]: batch on axis 1); torch runs the "
                      "same step with the caches as tensors")
 
@@ -497,21 +516,28 @@ def to_torch(feeds: dict, dev, half: bool = False) -> dict:
     return out
 
 
-def call(case: Case, mod, tensors: dict) -> list:
+def call(case: Case, mod, tensors: dict, dev: str, autocast: bool = False) -> list:
+    import contextlib
     import torch
-    with torch.no_grad():
+    with contextlib.ExitStack() as st:
+        st.enter_context(torch.no_grad())
+        if case.factory_device:
+            st.enter_context(torch.device(dev))
+        if autocast:
+            st.enter_context(torch.autocast(dev, dtype=torch.float16))
         r = case.forward(mod, tensors) if case.forward else mod(*tensors.values())
     return [r] if isinstance(r, torch.Tensor) else list(r)
 
 
-def timer(dev: str, fn, iters: int, warmup: int) -> float:
+def timer(dev: str, fn, iters: int, seconds: float, warmup: int) -> float:
+    """Median ms of at least `iters` calls and at least `seconds` of calls (at most 5000), after warm-up."""
     import torch
     for _ in range(warmup):
         fn()
     if dev == "cuda":
         torch.cuda.synchronize()
-    times = []
-    for _ in range(iters):
+    times, t_end = [], time.monotonic() + seconds
+    while (len(times) < iters or time.monotonic() < t_end) and len(times) < 5000:
         if dev == "cuda":
             a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
             a.record()
@@ -531,29 +557,38 @@ def torch_reference(case: Case, feeds: dict, dev: str) -> dict:
     import torch
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
-    with torch.device(dev):  # the export scripts make masks and positions with torch.arange/ones: on this device
-        outs = call(case, case.module, to_torch(feeds, dev))
+    outs = call(case, case.module, to_torch(feeds, dev), dev)
     return {n: o.detach().float().cpu().numpy() if o.is_floating_point() else o.cpu().numpy()
             for n, o in zip(case.outputs, outs)}
 
 
 def torch_cells(row: dict, case: Case, feeds: dict, dev: str, a, budget: Budget, state: dict) -> None:
-    """torch eager and torch.compile, FP32 (torch's defaults: TF32 for cuDNN convolutions) and FP16."""
+    """torch eager and torch.compile (dynamic=False), FP32 (torch's defaults: TF32 for cuDNN convolutions, not
+    for matmuls) and FP16: the module in half precision, or, when its forward mixes dtypes that .half() breaks
+    (e.g. a float32 sinusoidal embedding concatenated with half activations), the FP32 module under
+    torch.autocast(float16), recorded as torch_fp16_mode."""
     import torch
     torch.backends.cudnn.allow_tf32 = True
     torch.backends.cudnn.benchmark = dev == "cuda"
     warm = 10 if dev == "cuda" else 1
     for prec in ("fp32", "fp16"):
         if budget.left() <= 0:
-            row[f"torch_{prec}_error"] = "not run: time budget"
+            row[f"torch_eager_{prec}_error"] = "not run: time budget"
             continue
+        auto = False
         try:
             if prec == "fp16" and "m16" not in state:  # a copy: the FP32 module keeps its exact weights
                 state["m16"] = copy.deepcopy(case.module).half()
             mod = case.module if prec == "fp32" else state["m16"]
             x = to_torch(feeds, dev, half=prec == "fp16")
-            with torch.device(dev):
-                row[f"torch_eager_{prec}_ms"] = timer(dev, lambda: call(case, mod, x), a.iterations, warm)
+            if prec == "fp16":
+                try:
+                    call(case, mod, x, dev)
+                    row["torch_fp16_mode"] = "half"
+                except Exception as e:  # noqa: BLE001
+                    mod, x, auto = case.module, to_torch(feeds, dev), True
+                    row["torch_fp16_mode"] = f"autocast (.half() fails: {type(e).__name__}: {str(e)[:160]})"
+            row[f"torch_eager_{prec}_ms"] = timer(dev, lambda: call(case, mod, x, dev, auto), a.iterations, a.duration, warm)
         except Exception as e:  # noqa: BLE001 - recorded, the run goes on
             row[f"torch_eager_{prec}_error"] = f"{type(e).__name__}: {str(e)[:300]}"
             continue
@@ -567,12 +602,11 @@ def torch_cells(row: dict, case: Case, feeds: dict, dev: str, a, budget: Budget,
             torch._dynamo.reset()
             cm = torch.compile(mod, dynamic=False)
             t0 = time.monotonic()
-            with torch.device(dev):
-                call(case, cm, x)
-                if dev == "cuda":
-                    torch.cuda.synchronize()
-                row[f"torch_compile_{prec}_compile_s"] = time.monotonic() - t0
-                row[f"torch_compile_{prec}_ms"] = timer(dev, lambda: call(case, cm, x), a.iterations, warm)
+            call(case, cm, x, dev, auto)
+            if dev == "cuda":
+                torch.cuda.synchronize()
+            row[f"torch_compile_{prec}_compile_s"] = time.monotonic() - t0
+            row[f"torch_compile_{prec}_ms"] = timer(dev, lambda: call(case, cm, x, dev, auto), a.iterations, a.duration, warm)
         except Exception as e:  # noqa: BLE001
             row[f"torch_compile_{prec}_error"] = f"{type(e).__name__}: {str(e)[:300]}"
 
@@ -630,7 +664,7 @@ def kiln_cells(row: dict, case: Case, onnx_path: Path, feeds: dict, ref: dict, w
             variants = [("", [])] + ([("_graph", ["--no-data-transfers", "--cuda-graph"])] if a.device == "cuda" else [])
             for tag, extra in variants:
                 rep = work / f"rep_{prec}_{bs}{tag}.json"
-                sh([kiln, "bench", eng, "--inputs", xin, "--iterations", a.iterations, "--duration", 0,
+                sh([kiln, "bench", eng, "--inputs", xin, "--iterations", a.iterations, "--duration", a.duration,
                     "--warmup", a.warmup_ms, "--json", rep] + extra, budget.timeout())
                 summ = json.loads(rep.read_text())["summary"]
                 row[f"kiln_{prec}{tag}_ms"] = summ["latency_ms"]["median"]
@@ -676,6 +710,7 @@ def bench_model(name: str, a, budget: Budget, work: Path, doc: dict, save: Calla
                "inputs": {k: list(v.shape) for k, v in feeds.items()}}
         if case.note:
             row["note"] = case.note
+        row.update(case.extra)
         if budget.left() <= 0:
             row["error"] = "not run: time budget"
             doc["models"].append(row)
@@ -702,6 +737,7 @@ def bench_model(name: str, a, budget: Budget, work: Path, doc: dict, save: Calla
         save()
     del state
     case.module = None
+    torch._dynamo.reset()
     if a.device == "cuda":
         torch.cuda.empty_cache()
     shutil.rmtree(work / name, ignore_errors=True)
@@ -823,7 +859,9 @@ def main(argv=None) -> int:
     ap.add_argument("--precisions", default="fp32,fp16,int8")
     ap.add_argument("--size", choices=["full", "tiny"], default="full")
     ap.add_argument("--device", choices=["cuda", "cpu"], default="cuda")
-    ap.add_argument("--iterations", type=int, default=100, help="timed runs per cell (kiln bench and torch)")
+    ap.add_argument("--iterations", type=int, default=20, help="at least N timed runs per cell (kiln bench and torch)")
+    ap.add_argument("--duration", type=float, help="and at least S seconds of timed runs per cell (default 1 on the "
+                    "GPU, 0 on the CPU)")
     ap.add_argument("--warmup-ms", type=int, default=200, help="kiln bench warm-up")
     ap.add_argument("--calib-samples", type=int, default=4, help="random batch-1 samples for INT8 calibration")
     ap.add_argument("--int8-timeout", type=float, default=150,
@@ -844,6 +882,8 @@ def main(argv=None) -> int:
         print(f"wrote {results}, {bench_md}" if results else "a CPU run: nothing written (give --results)")
         return 0
     a.batches_list = [int(b) for b in a.batches.split(",")] if a.batches else None
+    if a.duration is None:
+        a.duration = 1.0 if a.device == "cuda" else 0.0
     names = a.models.split(",") if a.models else list(ESTIMATE_S)
     unknown = [n for n in names if n not in CASES]
     if unknown:
@@ -859,8 +899,10 @@ def main(argv=None) -> int:
     doc = {"date": date, "device": device, "device_kind": a.device, "torch": torch.__version__, "kiln_commit": kiln_commit(),
            "size": a.size, "iterations": a.iterations, "precisions": a.precisions, "compile": not a.no_compile,
            "reference": "torch FP32 on the same inputs (TF32 off); kiln engines built with --shapes at each batch",
-           "kiln_bench": f"--iterations {a.iterations} --duration 0 --warmup {a.warmup_ms}; _graph: --no-data-transfers --cuda-graph",
-           "torch_timing": "median of CUDA-event timed calls after 10 warm-up calls (CPU: perf_counter)",
+           "kiln_bench": f"--iterations {a.iterations} --duration {a.duration} --warmup {a.warmup_ms}; median latency; "
+                         "_graph: --no-data-transfers --cuda-graph",
+           "torch_timing": f"median of at least {a.iterations} calls and {a.duration} s of CUDA-event timed calls after "
+                           "10 warm-up calls (CPU: perf_counter, 1 warm-up call)",
            "models": []}
     results, bench_md = result_paths(doc, a.results)
     earlier = []  # an earlier call's rows of other models, same kiln and GPU (a machine that keeps the file)

@@ -105,7 +105,8 @@ def main():
     if gdoc is not None:
         sys.path.insert(0, str(REPO / "zoo"))
         import bench_gpu  # the table zoo/bench_gpu.py prints, from the same file
-        out += ["", "## GPU: the real-size models", "", bench_gpu.table(gdoc).rstrip()]
+        out += ["", f"## GPU: the {'real-size' if gdoc['size'] == 'full' else 'tiny'} models (zoo/bench_gpu.py)", "",
+                bench_gpu.table(gdoc).rstrip()]
     Path(a.out).write_text("\n".join(out) + "\n")
     print(f"wrote {a.out} ({len(rows)} models)")
 
