@@ -9,10 +9,12 @@
 #   scripts/gpu_check.sh [all|tests|ops|conformance|models|bench|zoo]...
 # zoo (only when named; neither `all` nor `tests` runs it): zoo/bench_gpu.py, every zoo model at its real
 # size as kiln FP32/FP16/INT8 engines at batch 1 and a larger batch, parity against torch FP32 and
-# latency next to torch eager and torch.compile; results in $OUT/zoo_gpu.{json,md},
-# zoo/results/gpu_<date>.json (zoo/report.py's GPU column) and bench/results/. Its options come from
-# ZOO_ARGS, e.g. the two groups of zoo/bench_gpu.py's docstring, one device call each:
-#   ZOO_ARGS="--time-budget 500 --models resnet18,resnet50,..." GPU_STAGE_TIMEOUT=540 scripts/gpu_check.sh zoo
+# latency next to torch eager and torch.compile; results in $OUT/zoo_gpu.{json,md} (and, on a machine
+# that keeps the checkout, zoo/results/gpu_<date>.json and bench/results/; otherwise merge the calls'
+# $OUT/zoo_gpu.json files into them with zoo/bench_gpu.py --merge). Its options come from ZOO_ARGS, e.g.
+# the two groups of zoo/bench_gpu.py's docstring, one device call each:
+#   ZOO_ARGS="--time-budget 480 --compile-precisions fp16 --models resnet50,vit_b_16,..." \
+#     GPU_STAGE_TIMEOUT=540 scripts/gpu_check.sh zoo
 set -uo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
