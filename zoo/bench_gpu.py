@@ -102,6 +102,7 @@ class Case:
     int8_skip: str = ""               # why, when int8 is "none"
     calib_samples: int | None = None  # fewer than --calib-samples where a sample is expensive to calibrate on
     int8_heavy: str = ""              # why INT8 is left out unless --heavy-int8 (calibration too slow for a device call)
+    calib_error: str = ""             # set when calibration failed at an earlier batch (not retried)
     calib_method: str = "percentile"
     compile_skip: str | None = None   # why torch.compile is not run, if it is not
     factory_device: bool = False      # its forward makes tensors (torch.arange, ones) without a device: run it
@@ -646,6 +647,7 @@ def kiln_cells(row: dict, case: Case, onnx_path: Path, feeds: dict, ref: dict, w
     shapes = kilnrun.shapes_arg(feeds)
     dev_args = ["--device", "cuda", "--timing-cache", work / "timing.cache"] if a.device == "cuda" else []
     outs = {}
+    n_calib = min(a.calib_samples, case.calib_samples or a.calib_samples)
     for prec in a.precisions.split(","):
         flags = list(PRECISIONS[prec])
         if budget.left() <= 0:
@@ -658,6 +660,9 @@ def kiln_cells(row: dict, case: Case, onnx_path: Path, feeds: dict, ref: dict, w
             if case.int8_heavy and not a.heavy_int8 and a.size == "full":
                 row["kiln_int8_error"] = "not built: " + case.int8_heavy
                 continue
+            if case.calib_error:
+                row["kiln_int8_error"] = f"not built: calibration failed at an earlier batch ({case.calib_error[:200]})"
+                continue
             if case.int8 == "calib":
                 # kiln calibrates on the CPU (the reference interpreter over the FP32 graph): once per model, on
                 # batch-1 samples in the inputs' ranges; the scales (TensorRT-format cache) serve every batch
@@ -667,19 +672,23 @@ def kiln_cells(row: dict, case: Case, onnx_path: Path, feeds: dict, ref: dict, w
                     cdir = work / "calib"
                     cdir.mkdir(exist_ok=True)
                     crng = np.random.default_rng(77)
-                    for i in range(min(a.calib_samples, case.calib_samples or a.calib_samples)):
+                    for i in range(n_calib):
                         kilnrun.save_npz(cdir / f"s{i:02d}.npz", make_feeds(case, 1, crng))
                     flags += ["--calib-dir", cdir]
         eng = work / f"{prec}_{bs}.kiln"
+        calibrating = prec == "int8" and "--calib-dir" in flags
         try:
-            cap = a.int8_timeout if prec == "int8" and case.int8 == "calib" else 1800
+            cap = a.int8_timeout if calibrating else 1800
             try:
                 row[f"kiln_{prec}_build_s"] = sh([kiln, "build", onnx_path, "-o", eng, "--shapes", shapes] + dev_args + flags,
                                                   budget.timeout(cap))
             except RuntimeError as e:
-                if "stopped after" in str(e) and cap < budget.timeout():
-                    raise RuntimeError(f"INT8 build with calibration (kiln's reference interpreter on the CPU, "
-                                       f"{a.calib_samples} samples) did not finish within --int8-timeout {cap:.0f} s") from None
+                if calibrating:
+                    case.calib_error = str(e)
+                if calibrating and "stopped after" in str(e) and cap < budget.timeout():
+                    case.calib_error = (f"INT8 build with calibration (kiln's reference interpreter on the CPU, {n_calib} "
+                                        f"sample(s)) did not finish within --int8-timeout {cap:.0f} s")
+                    raise RuntimeError(case.calib_error) from None
                 raise
             outp = work / f"out_{prec}_{bs}.npz"
             sh([kiln, "run", eng, "--inputs", xin, "--output", outp], budget.timeout())
@@ -876,7 +885,7 @@ def result_paths(doc: dict, results: str | None) -> tuple[Path | None, Path | No
         return None, None
     short = (doc["kiln_commit"] or "unknown").split()[0][:10]
     return (Path(results) if results else REPO / "zoo" / "results" / f"gpu_{doc['date']}.json",
-            REPO / "bench" / "results" / f"{doc['date']}_zoo-gpu_{short}.md")
+            REPO / "bench" / "results" / f"{doc['date']}_zoo-gpu_{short}.md" if doc["device_kind"] == "cuda" else None)
 
 
 def main(argv=None) -> int:
@@ -910,7 +919,7 @@ def main(argv=None) -> int:
         results, bench_md = result_paths(doc, a.results)
         outputs(doc, None, results, bench_md)
         print(table(doc))
-        print(f"wrote {results}, {bench_md}" if results else "a CPU run: nothing written (give --results)")
+        print(f"wrote {results}" + (f", {bench_md}" if bench_md else "") if results else "CPU runs: nothing written (give --results)")
         return 0
     a.batches_list = [int(b) for b in a.batches.split(",")] if a.batches else None
     if a.duration is None:
