@@ -6,7 +6,15 @@
 # (default /tmp/kiln-gpu). Needs build-gpu/dist from scripts/gpu_build.sh (built on a machine with
 # the CUDA toolkit and kiln's build dependencies) and python3 with numpy, onnx, onnxruntime,
 # pytest (torch and torchvision for the benchmarks).
-#   scripts/gpu_check.sh [all|tests|ops|conformance|models|bench]...
+#   scripts/gpu_check.sh [all|tests|ops|conformance|models|bench|zoo]...
+# zoo (only when named; neither `all` nor `tests` runs it): zoo/bench_gpu.py, every zoo model at its real
+# size as kiln FP32/FP16/INT8 engines at batch 1 and a larger batch, parity against torch FP32 and
+# latency next to torch eager and torch.compile; results in $OUT/zoo_gpu.{json,md} (and, on a machine
+# that keeps the checkout, zoo/results/gpu_<date>.json and bench/results/; otherwise merge the calls'
+# $OUT/zoo_gpu.json files into them with zoo/bench_gpu.py --merge). Its options come from ZOO_ARGS, e.g.
+# the two groups of zoo/bench_gpu.py's docstring, one device call each:
+#   ZOO_ARGS="--time-budget 480 --compile-precisions fp16 --models resnet50,vit_b_16,..." \
+#     GPU_STAGE_TIMEOUT=540 scripts/gpu_check.sh zoo
 set -uo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
@@ -25,7 +33,11 @@ jobs=$(nproc)
 log="$OUT/gpu_check.log"
 stages=${*:-all}
 rc=0
-want() { [[ " $stages " == *" all "* || " $stages " == *" $1 "* || ( " $stages " == *" tests "* && "$1" != bench ) ]]; }
+want() {
+  [[ " $stages " == *" $1 "* ]] && return 0
+  [[ "$1" == zoo ]] && return 1  # its own device calls: only when named
+  [[ " $stages " == *" all "* || ( " $stages " == *" tests "* && "$1" != bench ) ]]
+}
 step() { echo "== $* ($(date -u +%H:%M:%S))" | tee -a "$log"; }
 
 { nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv; "$KILN_BUILD_DIR/kiln" --version; \
@@ -78,6 +90,12 @@ fi
 if want bench; then
   step "benchmarks (bench/gpu_bench.py)"
   timeout "$limit" python3 bench/gpu_bench.py --out "$OUT" ${GPU_BENCH_ARGS:-} 2>&1 | tee -a "$log" || rc=1
+fi
+if want zoo; then
+  step "model zoo at real size (zoo/bench_gpu.py ${ZOO_ARGS:-})"
+  # shellcheck disable=SC2086  # ZOO_ARGS is a list of options
+  timeout "$limit" python3 zoo/bench_gpu.py --out "$OUT" ${ZOO_ARGS:-} 2>&1 | tee -a "$log"
+  [ "${PIPESTATUS[0]}" -eq 0 ] || rc=1
 fi
 step "done, status $rc"
 exit $rc
