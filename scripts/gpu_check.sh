@@ -61,7 +61,7 @@ if want models; then
   # the light models and ORT parity models; the 14 tiny zoo models at FP32 and INT8 against ONNX
   # Runtime; the streaming encoder's 300 closed-loop chunks through kiln compare (the reference
   # interpreter on the CPU against the CUDA engine)
-  export KILN_ZOO_RESULTS="$OUT/zoo_gpu.jsonl"
+  export KILN_ZOO_RESULTS="$OUT/zoo_tiny_gpu.jsonl"
   step "model suites as CUDA engines"
   KILN_BUILD_ARGS="--device cuda" timeout "$limit" python3 -m pytest -q -p no:cacheprovider -n "$((jobs / 2))" \
     tests/models/test_onnx_light.py tests/models/test_ort_parity.py tests/zoo/test_zoo.py \
