@@ -170,9 +170,62 @@ def c_cast_int():
         {"x": rnd(4, 9, lo=-50, hi=50)}
 
 
+# ---- element-wise groups: one kiln.FusedElementwise node each where the pass runs (CUDA builds
+# by default, CPU builds with KILN_EW_FUSE=1; src/passes/ew_fuse.c) ----
+
+def c_ew_silu_bias():
+    """x * sigmoid(x) + b, b per channel (1, C, 1, 1): a DAG (x read twice), a broadcast operand."""
+    n = [helper.make_node("Sigmoid", ["x"], ["s"]), helper.make_node("Mul", ["x", "s"], ["m"]),
+         helper.make_node("Add", ["m", "b"], ["y"])]
+    return model(n, [vi("x", F, [2, 5, 9, 7])], [vi("y", F, None)], [init("b", rnd(1, 5, 1, 1))]), \
+        {"x": rnd(2, 5, 9, 7, lo=-4, hi=4)}
+
+
+def c_ew_sub_div_bcast():
+    """(a - m) / s with m on the last axis and s a scalar, then a second tensor operand: broadcast
+    by index arithmetic, innermost dim a multiple of 8 (the vector walk of broadcast operands)."""
+    n = [helper.make_node("Sub", ["a", "m"], ["d"]), helper.make_node("Div", ["d", "s"], ["q"]),
+         helper.make_node("Mul", ["q", "g"], ["y"])]
+    return model(n, [vi("a", F, [3, 11, 16]), vi("g", F, [11, 1])], [vi("y", F, None)],
+                 [init("m", rnd(16)), init("s", np.array(1.7, np.float32))]), \
+        {"a": rnd(3, 11, 16), "g": rnd(11, 1)}
+
+
+def c_ew_clip_relu():
+    """clip(relu(x * 2 + 1), 0, 2.5) at a size that leaves a vector tail (1001 elements)."""
+    n = [helper.make_node("Mul", ["x", "two"], ["m"]), helper.make_node("Add", ["m", "one"], ["a"]),
+         helper.make_node("Relu", ["a"], ["r"]), helper.make_node("Clip", ["r", "lo", "hi"], ["y"])]
+    inits = [init("two", np.array(2, np.float32)), init("one", np.array(1, np.float32)),
+             init("lo", np.array(0, np.float32)), init("hi", np.array(2.5, np.float32))]
+    return model(n, [vi("x", F, [7, 143])], [vi("y", F, None)], inits), {"x": rnd(7, 143, lo=-2, hi=2)}
+
+
+def c_ew_math():
+    """Unary math, the activations with attributes, Pow, Max/Min of two, over two inputs."""
+    n = [helper.make_node("Abs", ["x"], ["ab"]), helper.make_node("Sqrt", ["ab"], ["sq"]),
+         helper.make_node("Pow", ["sq", "p3"], ["pw"]), helper.make_node("LeakyRelu", ["x"], ["lr"], alpha=0.2),
+         helper.make_node("Max", ["pw", "lr"], ["mx"]), helper.make_node("HardSigmoid", ["z"], ["hs"], alpha=0.3, beta=0.4),
+         helper.make_node("Min", ["mx", "hs"], ["mn"]), helper.make_node("Tanh", ["mn"], ["th"]),
+         helper.make_node("Erf", ["th"], ["er"]), helper.make_node("Neg", ["er"], ["ng"]),
+         helper.make_node("Exp", ["ng"], ["ex"]), helper.make_node("Log", ["ex"], ["lg"]),
+         helper.make_node("HardSwish", ["lg"], ["y"])]
+    return model(n, [vi("x", F, [4, 33]), vi("z", F, [4, 33])], [vi("y", F, None)],
+                 [init("p3", np.array(1.5, np.float32))], opset=14), {"x": rnd(4, 33, lo=-2, hi=2), "z": rnd(4, 33, lo=-3, hi=3)}
+
+
+def c_ew_output_mid():
+    """A chain whose middle value is also a graph output: fused on both sides of it, never away."""
+    n = [helper.make_node("Mul", ["x", "k"], ["m"]), helper.make_node("Tanh", ["m"], ["mid"]),
+         helper.make_node("Mul", ["mid", "mid"], ["sq"]), helper.make_node("Sub", ["one", "sq"], ["y"])]
+    return model(n, [vi("x", F, [6, 40])], [vi("mid", F, None), vi("y", F, None)],
+                 [init("k", rnd(40)), init("one", np.array(1, np.float32))]), {"x": rnd(6, 40)}
+
+
 CASES = {f.__name__[2:]: f for f in [c_add_bcast, c_chain, c_unary, c_where_clip, c_conv, c_conv_depthwise,
                                       c_conv_transpose, c_matmul_batched, c_matmul_bias_gelu, c_gemm, c_layernorm,
                                       c_softmax, c_softmax_mid_axis, c_reduce, c_attention, c_pool, c_resize,
-                                      c_data_movement, c_cast_int]}
+                                      c_data_movement, c_cast_int, c_ew_silu_bias, c_ew_sub_div_bcast,
+                                      c_ew_clip_relu, c_ew_math, c_ew_output_mid]}
+EW_CASES = [k for k in CASES if k.startswith("ew_")]
 
 

@@ -92,6 +92,8 @@ static void print_text(const cJSON *j) {
         const cJSON *o0 = cJSON_GetArrayItem(outs, 0);
         if (o0 && cJSON_GetObjectItem(o0, "shape")) print_shape(cJSON_GetObjectItem(o0, "shape"));
         printf("\n");
+        const cJSON *prog = cJSON_GetObjectItem(it, "fused_program");
+        if (cJSON_IsString(prog)) printf("       computes %s\n", prog->valuestring);
         const cJSON *note = cJSON_GetObjectItem(it, "int8_note");
         if (cJSON_IsString(note)) printf("       not int8: %s\n", note->valuestring);
     }

@@ -63,8 +63,14 @@ const char *kiln_op_name(int op);
 /* True when the op's outputs are a function of its declared inputs alone: not random, and no
  * subgraph (If, Loop, Scan). Such nodes may be evaluated ahead of time. */
 bool kiln_op_pure(int op);
-/* True for kiln-internal ops made by passes (family "fused"): domain "kiln" in engine files. */
+/* True for kiln-internal ops made by passes (families "fused", "fused_ew"): domain "kiln" in
+ * engine files. */
 bool kiln_op_is_internal(int op);
+/* kiln.FusedElementwise's program as an expression over its inputs x0..x3, e.g.
+ * "Add(Mul(x0, Sigmoid(x0)), x1)", into buf (truncated with "..."); src/ops/fused_ew.c. */
+const char *kiln_fused_ew_describe(const kiln_node *node, char *buf, size_t n);
+/* The name of a program step's code (ew_program.h), "?" if unknown. */
+const char *kiln_ewp_code_name(int code);
 
 /* Sets every output of the node to "type not known" (rank -1), keeping dtypes already set. */
 void kiln_infer_unknown(const kiln_node *node, kiln_tensor *out);

@@ -33,7 +33,7 @@ bool kiln_op_pure(int op) {
 }
 
 bool kiln_op_is_internal(int op) {
-    return op >= 0 && op < KILN_OP_COUNT && strcmp(kiln_op_table[op].family, "fused") == 0;
+    return op >= 0 && op < KILN_OP_COUNT && strncmp(kiln_op_table[op].family, "fused", 5) == 0; /* fused, fused_ew */
 }
 
 void kiln_infer_unknown(const kiln_node *node, kiln_tensor *out) {

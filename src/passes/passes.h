@@ -32,6 +32,13 @@
  *   dead_code       again
  *   unused_constants  frees the data of constants nothing reads any more (weights replaced)
  *
+ * Run by the builder after those, after quantization and precision lowering (kiln_pass_ew_fuse):
+ *   ew_fuse         groups of element-wise nodes (unary math, activations, binary arithmetic
+ *                   with scalar-constant or broadcast tensor operands) -> kiln.FusedElementwise,
+ *                   one kernel per group (ew_fuse.c). On for CUDA engines at level 2; off for
+ *                   CPU engines (oneDNN fuses there), unless KILN_EW_FUSE says otherwise
+ *                   (kiln_ew_fuse_wanted).
+ *
  * New ONNX ops (LayerNormalization, Gelu, Attention) are only created when the graph's opset
  * has them (engine files are re-imported at the model's opset); kiln-internal ops always.
  * Tested by tests/models/test_passes.py through tests/unit/passes_check.c. */
@@ -88,5 +95,11 @@ kiln_status kiln_pass_reduce_precision(kiln_graph *g, kiln_dtype to, const char 
                                        kiln_pass_stats *st);
 kiln_status kiln_pass_matmul_bias(kiln_graph *g, kiln_pass_stats *st);
 kiln_status kiln_pass_act_fuse(kiln_graph *g, kiln_pass_stats *st);
+/* Element-wise groups -> kiln.FusedElementwise (fused = groups, removed = nodes saved). */
+kiln_status kiln_pass_ew_fuse(kiln_graph *g, kiln_pass_stats *st);
+/* Should a build run kiln_pass_ew_fuse? The environment variable KILN_EW_FUSE decides when set
+ * ("1": yes, "0": no, for any device); else the default: yes for CUDA engines (gpu). The builder
+ * asks only at optimization level 2. */
+bool kiln_ew_fuse_wanted(bool gpu);
 
 #endif /* KILN_PASSES_H */

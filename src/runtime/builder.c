@@ -510,6 +510,14 @@ kiln_status kiln_builder_build(const kiln_builder_t *b, const kiln_model_t *m, k
         if (s) goto fail;
         if (e->passes.n < (int)(sizeof e->passes.items / sizeof e->passes.items[0])) e->passes.items[e->passes.n++] = pst;
     }
+    /* Element-wise groups into one kernel each, on the graph as it will run (its final dtypes):
+     * CUDA engines by default; KILN_EW_FUSE=1/0 forces it on/off (passes.h). */
+    bool ew_fuse = b->opt_level >= 2 && kiln_ew_fuse_wanted(gpu);
+    if (ew_fuse) {
+        kiln_pass_stats est;
+        if ((s = kiln_pass_ew_fuse(g, &est))) goto fail;
+        if (e->passes.n < (int)(sizeof e->passes.items / sizeof e->passes.items[0])) e->passes.items[e->passes.n++] = est;
+    }
     if (b->opt_level > 0 || int8 || low) {
         kiln_model optimized;
         s = copy_model(g, e->model.opset, what, m->base_dir, &optimized);

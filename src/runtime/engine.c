@@ -221,6 +221,10 @@ kiln_status kiln_engine_describe(const kiln_engine_t *e, char **json) {
         cJSON_AddStringToObject(o, "name", n->name);
         cJSON_AddStringToObject(o, "op", kiln_op_name(n->op));
         if (n->act.kind != KILN_ACT_NONE) cJSON_AddStringToObject(o, "fused_activation", kiln_act_name(n->act.kind));
+        if (n->op == KILN_OP_FusedElementwise) {
+            char prog[512];
+            cJSON_AddStringToObject(o, "fused_program", kiln_fused_ew_describe(n, prog, sizeof prog));
+        }
         cJSON_AddStringToObject(o, "kernel", layer_kernel(e, i));
         bool int8 = n->op == KILN_OP_QLinearConv || n->op == KILN_OP_QLinearMatMul || n->op == KILN_OP_ConvInteger ||
                     n->op == KILN_OP_MatMulInteger ||

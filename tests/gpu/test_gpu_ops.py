@@ -19,7 +19,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import kilnrun  # noqa: E402
-from op_cases import CASES, rnd  # noqa: E402
+from op_cases import CASES, EW_CASES, rnd  # noqa: E402
 
 BOUND = {"fp32": 1e-5, "tf32": 2e-3, "fp16": 5e-3, "bf16": 3e-2}
 
@@ -58,6 +58,24 @@ def test_op_vs_reference(case, prec, tmp_path):
         err = _rel_err(g, r)
         print(f"{case} {prec} {name}: rel L2 error {err:.2e}")
         assert err <= BOUND[prec], f"{name}: rel L2 error {err:.3e} > {BOUND[prec]:.0e}"
+
+
+@pytest.mark.parametrize("case", EW_CASES)
+def test_ew_cases_fuse_on_cuda(case, tmp_path):
+    """CUDA engines run the ew_fuse pass by default: the element-wise cases above become
+    kiln.FusedElementwise layers on the fused kernel (so test_op_vs_reference tested that kernel)."""
+    import json
+
+    m, feeds = CASES[case]()
+    path = tmp_path / "model.onnx"
+    onnx.save(m, str(path))
+    eng = tmp_path / "model.kiln"
+    b = kilnrun.run_kiln(["build", path, "-o", eng, "--shapes", kilnrun.shapes_arg(feeds), "--device", "cuda"])
+    assert b.kind == "ok", b.message
+    layers = json.loads(kilnrun.run_kiln(["inspect", eng, "--json"]).stdout)["layers"]
+    fused = [la for la in layers if la["op"] == "FusedElementwise"]
+    print(case, [(la["kernel"], la.get("fused_program")) for la in fused])
+    assert fused and all(la["kernel"] == "ew_fused" for la in fused), layers
 
 
 INT8_CASES = ["conv", "conv_depthwise", "matmul_bias_gelu", "gemm"]

@@ -35,6 +35,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 import kilnrun
+from op_cases import CASES, EW_CASES
 
 RNG = np.random.default_rng()
 TOL = 1e-4
@@ -114,7 +115,7 @@ def positive(shape, dtype=np.float32):
 # ---- running ------------------------------------------------------------------------------------
 
 def check(tmp_path, g: Builder | onnx.ModelProto, feeds=None, *, no_fusion=False, tol=TOL, roundtrip=True,
-          timeout=900) -> dict:
+          timeout=900, ew_fuse=False) -> dict:
     """Runs passes_check; asserts the outputs agree and kept their names; returns the report with
     "ops" (Counter of ops after) added."""
     model = g.model() if isinstance(g, Builder) else g
@@ -122,7 +123,8 @@ def check(tmp_path, g: Builder | onnx.ModelProto, feeds=None, *, no_fusion=False
     mpath, npath = tmp_path / "model.onnx", tmp_path / "inputs.npz"
     onnx.save(model, mpath)
     kilnrun.save_npz(npath, feeds)
-    cmd = [str(passes_check_binary()), str(mpath), str(npath)] + (["--no-fusion"] if no_fusion else [])
+    cmd = [str(passes_check_binary()), str(mpath), str(npath)] + (["--no-fusion"] if no_fusion else []) + \
+        (["--ew-fuse"] if ew_fuse else [])
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
     assert r.returncode == 0, f"passes_check failed ({r.returncode}): {r.stderr.strip()}"
     rep = json.loads(r.stdout)
@@ -768,3 +770,142 @@ def test_resnet50_random_weights(tmp_path, shared_dir):
     assert "BatchNormalization" not in rep["ops"] and count(rep, "bn_fold") == 53
     assert rep["ops"]["Conv"] == 53 and rep["ops"]["Relu"] == 16  # the ReLUs after residual Sums stay
     assert collections.Counter(rep["acts_after"]) == {"Conv+Relu": 33}
+
+
+# ---- element-wise fusion (ew_fuse: CUDA engines by default, KILN_EW_FUSE=1 elsewhere) ------------
+
+def ew_report(tmp_path, g, **kw) -> dict:
+    rep = check(tmp_path, g, ew_fuse=True, **kw)
+    print(summary(rep))
+    return rep
+
+
+def test_ew_fuse_silu_bias(tmp_path):
+    """x * sigmoid(x) + b (b per channel): three nodes, one FusedElementwise; x read twice."""
+    g = Builder(17)
+    x = g.input("x", (2, 3, 7, 5))
+    g.output(g.op("Add", g.op("Mul", x, g.op("Sigmoid", x)), g.const(rand((1, 3, 1, 1)))))
+    rep = ew_report(tmp_path, g)
+    assert rep["ops_after"] == ["FusedElementwise"]
+    assert count(rep, "ew_fuse") == 1 and count(rep, "ew_fuse", "removed") == 2
+
+
+def test_ew_fuse_broadcast_constants(tmp_path):
+    """(a - b) / c with b on the last axis and c a scalar; then times a second input (11, 1)."""
+    g = Builder(17)
+    a, z = g.input("a", (3, 11, 16)), g.input("z", (11, 1))
+    y = g.op("Mul", g.op("Div", g.op("Sub", a, g.const(rand((16,)))), g.const(np.array(1.7, np.float32))), z)
+    g.output(y)
+    rep = ew_report(tmp_path, g)
+    assert rep["ops_after"] == ["FusedElementwise"] and count(rep, "ew_fuse", "removed") == 2
+
+
+def test_ew_fuse_clip_relu(tmp_path):
+    """clip(relu(x * 2 + 1)) with constant bounds (opset 11+ inputs) and with attributes (opset 7)."""
+    for opset in (13, 7):
+        g = Builder(opset)
+        x = g.input("x", (7, 143))
+        if opset >= 11:
+            r = g.op("Relu", g.op("Add", g.op("Mul", x, g.const(np.array(2, np.float32))), g.const(np.array(1, np.float32))))
+            y = g.op("Clip", r, g.const(np.array(0, np.float32)), g.const(np.array(2.5, np.float32)))
+        else:  # IR 3: no initializers that are not inputs, so no constants
+            y = g.op("Clip", g.op("Relu", g.op("Tanh", g.op("Neg", x))), min=0.1, max=0.6)
+        g.output(y)
+        d = tmp_path / f"opset{opset}"
+        d.mkdir()
+        rep = ew_report(d, g)
+        assert rep["ops_after"] == ["FusedElementwise"] and count(rep, "ew_fuse", "removed") == 3
+        assert rep["max_abs_ref"] > 0.5
+
+
+def test_ew_fuse_graph_output_in_the_middle(tmp_path):
+    """The middle value of a chain is a graph output: it stays a node output (two groups, or one
+    group and a lone node), never fused away, and keeps its name."""
+    g = Builder(17)
+    x = g.input("x", (6, 40))
+    mid = g.op("Tanh", g.op("Mul", x, g.const(rand((40,)))))
+    g.output(mid)
+    g.output(g.op("Sub", g.const(np.array(1, np.float32)), g.op("Mul", mid, mid)))
+    rep = ew_report(tmp_path, g)
+    assert rep["ops"]["FusedElementwise"] == 2, rep["ops_after"]
+    assert len(rep["ops_after"]) == 2
+
+
+def test_ew_fuse_keeps_shared_values(tmp_path):
+    """A value read outside the group is not fused into it: Exp(x) is read by the chain and by a
+    Softmax, so the group starts after it; a group of one node is left alone."""
+    g = Builder(17)
+    x = g.input("x", (4, 9))
+    e = g.op("Exp", g.op("Neg", x))
+    g.output(g.op("Softmax", e, axis=-1))
+    g.output(g.op("Sqrt", g.op("Add", e, g.const(np.array(1, np.float32)))))
+    g.output(g.op("Relu", g.op("Softmax", x, axis=0)))
+    rep = ew_report(tmp_path, g)
+    assert rep["ops"]["FusedElementwise"] == 2, rep["ops_after"]  # Neg+Exp, Add+Sqrt
+    assert rep["ops"]["Relu"] == 1 and rep["ops"]["Softmax"] == 2
+
+
+def test_ew_fuse_leaves_integers_and_limits(tmp_path):
+    """Integer chains stay; a chain longer than one program splits into several groups."""
+    g = Builder(17)
+    i = g.input("i", (3, 5), dtype=np.int64, data=RNG.integers(-9, 9, (3, 5)))
+    g.output(g.op("Neg", g.op("Abs", i)), dtype=np.int64)
+    x = g.input("x", (5, 8))
+    for _ in range(20):
+        x = g.op("Tanh", g.op("Mul", x, g.const(np.array(0.9, np.float32))))
+    g.output(x)
+    rep = ew_report(tmp_path, g)
+    assert rep["ops"]["Neg"] == 1 and rep["ops"]["Abs"] == 1
+    assert rep["ops"]["FusedElementwise"] >= 3, rep["ops_after"]
+    assert "Tanh" not in rep["ops"] and "Mul" not in rep["ops"]
+
+
+def _ort(m, feeds):
+    import onnxruntime as ort
+    s = ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"])
+    return dict(zip([o.name for o in s.get_outputs()], s.run(None, feeds)))
+
+
+EW_BOUND = {"fp32": 1e-6, "fp16": 5e-3, "bf16": 3e-2}  # relative L2 error against ONNX Runtime (fp32); 16 bits as tests/gpu
+
+
+@pytest.mark.parametrize("prec", ["fp32", "fp16", "bf16"])
+@pytest.mark.parametrize("case", EW_CASES)
+def test_ew_fuse_engine_vs_ort(case, prec, tmp_path, monkeypatch):
+    """CPU engines built with KILN_EW_FUSE=1 (saved, loaded and run: the kiln.FusedElementwise node
+    round-trips through the .kiln file) against ONNX Runtime in fp32, and the same engine built
+    unfused (KILN_EW_FUSE=0). fp32: relative L2 error ~1e-6. 16-bit: within the bound, and the
+    fused engine, which rounds once, is not meaningfully less accurate than the unfused one,
+    which rounds each intermediate."""
+    m, feeds = CASES[case]()
+    path = tmp_path / "model.onnx"
+    onnx.save(m, str(path))
+    ref = _ort(m, feeds)
+    flags = [] if prec == "fp32" else [f"--{prec}"]
+    errs, programs = {}, []
+    for fuse in ("1", "0"):
+        monkeypatch.setenv("KILN_EW_FUSE", fuse)
+        d = tmp_path / f"fuse{fuse}"
+        d.mkdir()
+        run, got = kilnrun.run_model(path, feeds, d, engine=True, build_args=flags)
+        assert run.kind == "ok", f"{case} {prec} fuse={fuse}: {run.message}"
+        desc = json.loads(kilnrun.run_kiln(["inspect", d / "model.kiln", "--json"]).stdout)
+        fused = [la for la in desc["layers"] if la["op"] == "FusedElementwise"]
+        if fuse == "1":
+            programs = [la.get("fused_program") for la in fused]
+            assert fused and all(programs), desc["layers"]
+            text = kilnrun.run_kiln(["inspect", d / "model.kiln"]).stdout
+            assert "computes " in text
+        else:
+            assert not fused
+        err = 0.0
+        for name, r in ref.items():
+            r64, g64 = r.astype(np.float64), got[name].astype(np.float64)
+            assert g64.shape == r64.shape
+            err = max(err, float(np.linalg.norm(g64 - r64) / max(np.linalg.norm(r64), 1e-30)))
+        errs[fuse] = err
+    print(f"{case} {prec}: rel L2 error fused {errs['1']:.2e}, unfused {errs['0']:.2e}; programs {programs}")
+    assert errs["1"] <= EW_BOUND[prec], f"fused engine: rel L2 error {errs['1']:.3e} > {EW_BOUND[prec]:.0e}"
+    assert errs["0"] <= EW_BOUND[prec], f"unfused engine: rel L2 error {errs['0']:.3e} > {EW_BOUND[prec]:.0e}"
+    if prec != "fp32":
+        assert errs["1"] <= 1.25 * errs["0"] + 1e-4, f"fused {errs['1']:.3e} vs unfused {errs['0']:.3e}"

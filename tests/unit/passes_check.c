@@ -1,7 +1,8 @@
 /* passes_check.c — test driver for src/passes/, used by tests/models/test_passes.py:
- *     passes_check MODEL.onnx INPUTS.npz [--no-fusion]
+ *     passes_check MODEL.onnx INPUTS.npz [--no-fusion] [--ew-fuse]
  * Loads the model, runs it on the inputs (reference backend, no passes), runs kiln_passes_run
- * on its graph, checks the graph (kiln_graph_validate, graph output names unchanged), runs it
+ * on its graph (then kiln_pass_ew_fuse with --ew-fuse, as the builder does for CUDA engines),
+ * checks the graph (kiln_graph_validate, graph output names unchanged), runs it
  * again, then writes the optimized graph out as an engine graph (ONNX + domain "kiln"),
  * imports that back and runs it a third time. Prints one JSON line:
  *     {"passes": {"bn_fold": {"removed": 1, "fused": 1, "folded": 0}, ...},   (summed by name)
@@ -94,8 +95,14 @@ static kiln_status roundtrip(const kiln_model *m, kiln_named_tensor *in, int n_i
 }
 
 int main(int argc, char **argv) {
-    if (argc < 3 || argc > 4 || (argc == 4 && strcmp(argv[3], "--no-fusion"))) {
-        fprintf(stderr, "usage: %s MODEL.onnx INPUTS.npz [--no-fusion]\n", argv[0]);
+    bool no_fusion = false, ew_fuse = false;
+    for (int a = 3; a < argc; a++) {
+        if (strcmp(argv[a], "--no-fusion") == 0) no_fusion = true;
+        else if (strcmp(argv[a], "--ew-fuse") == 0) ew_fuse = true;
+        else argc = 0;
+    }
+    if (argc < 3) {
+        fprintf(stderr, "usage: passes_check MODEL.onnx INPUTS.npz [--no-fusion] [--ew-fuse]\n");
         return 2;
     }
     kiln_model_t *m = NULL;
@@ -113,9 +120,13 @@ int main(int argc, char **argv) {
     int nodes_before = g->n_nodes;
     /* As ONNX Runtime: initializers listed as inputs are constants below IR 4. */
     const Onnx__ModelProto *mp = m->proto;
-    kiln_pass_options po = {.no_fusion = argc == 4, .promote_initializer_inputs = mp && mp->has_ir_version && mp->ir_version < 4};
+    kiln_pass_options po = {.no_fusion = no_fusion, .promote_initializer_inputs = mp && mp->has_ir_version && mp->ir_version < 4};
     kiln_pass_report rep = {0};
     if ((s = kiln_passes_run(g, &po, &rep))) return fail("passes", s);
+    if (ew_fuse) {
+        if ((s = kiln_pass_ew_fuse(g, &rep.items[rep.n]))) return fail("ew_fuse", s);
+        rep.n++;
+    }
     kiln_graph_validate(g);
     bool kept = g->n_outputs == n_out;
     for (int j = 0; kept && j < n_out; j++) kept = strcmp(out_names[j], g->values[g->outputs[j]].name) == 0;

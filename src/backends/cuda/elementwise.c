@@ -73,10 +73,8 @@ kiln_status kiln_cuda_apply_act(kiln_cuda_run *r, const kiln_node *n, const kiln
 
 /* ---- broadcasting views ---- */
 
-/* Views of ins[0..k) broadcast onto out: size-1 dims dropped, neighbouring dims merged where
- * every operand's stride allows (outer stride == inner stride * inner size, 0 == 0 for
- * broadcast ones). At least rank 1. */
-static void ew_views(const kiln_tensor *out, const kiln_tensor *const *ins, int k, kiln_cuda_view *v) {
+/* (elementwise_host.h) */
+void kiln_ew_views(const kiln_tensor *out, const kiln_tensor *const *ins, int k, kiln_cuda_view *v) {
     int64_t s[KILN_EW_MAX_IN][KILN_MAX_RANK];
     int64_t dims[KILN_MAX_RANK], st[KILN_EW_MAX_IN][KILN_MAX_RANK];
     int r = 0;
@@ -258,7 +256,7 @@ static kiln_status run_binary(kiln_cuda_run *r, const kiln_node *n, kiln_tensor 
     if (kiln_shape_count(y->rank, y->dims) <= 0) return KILN_STATUS_OK;
     const kiln_tensor *ins[2] = {in[0], in[1]};
     kiln_cuda_view v[2];
-    ew_views(y, ins, 2, v);
+    kiln_ew_views(y, ins, 2, v);
     cudaError_t e = kiln_ew_binary(binary_code(n), kiln_cuda_ctype(in[0]->dtype), kiln_cuda_ctype(in[1]->dtype),
                                    kiln_cuda_ctype(y->dtype), in[0]->data, in[1]->data, y->data, &v[0], &v[1],
                                    kiln_ew_act(n, y->dtype), r->stream);
@@ -287,7 +285,7 @@ static kiln_status run_variadic(kiln_cuda_run *r, const kiln_node *n, kiln_tenso
             ins[i] = in[done + i];
             ptrs[i] = in[done + i]->data;
         }
-        ew_views(y, ins, k, v);
+        kiln_ew_views(y, ins, k, v);
         cudaError_t e = kiln_ew_variadic(op, ct, k, ptrs, v, acc_in, last ? NULL : acc, last ? y->data : NULL, total,
                                          kiln_ew_act(n, y->dtype), r->stream);
         KILN_TRY(kiln_cuda_check(e, n, "elementwise variadic kernel"));
@@ -304,7 +302,7 @@ static kiln_status run_where(kiln_cuda_run *r, const kiln_node *n, kiln_tensor *
     if (kiln_shape_count(y->rank, y->dims) <= 0) return KILN_STATUS_OK;
     const kiln_tensor *ins[3] = {in[0], in[1], in[2]};
     kiln_cuda_view v[3];
-    ew_views(y, ins, 3, v);
+    kiln_ew_views(y, ins, 3, v);
     cudaError_t e = kiln_ew_where((int)kiln_dtype_size(y->dtype), in[0]->data, in[1]->data, in[2]->data, y->data, v,
                                   r->stream);
     KILN_TRY(kiln_cuda_check(e, n, "Where kernel"));
@@ -340,4 +338,5 @@ void kiln_cuda_register_elementwise(kiln_cuda_op *table) {
     kiln_ew_set(table, KILN_OP_Where, kiln_ew_supports_dtypes, run_where, 0);
     kiln_ew_set(table, KILN_OP_Clip, supports_clip, run_clip, (1u << 1) | (1u << 2)); /* min, max on the host */
     kiln_cuda_register_elementwise_convert(table);
+    kiln_cuda_register_elementwise_fused(table);
 }

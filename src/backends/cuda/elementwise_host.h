@@ -28,6 +28,14 @@ static inline bool kiln_ew_output_used(const kiln_node *n, const kiln_tensor *ou
     return j < n->n_outputs && n->outputs[j] >= 0 && out[j].data != NULL;
 }
 
+/* Views of ins[0..k) (k <= KILN_EW_MAX_IN) broadcast onto out: size-1 dims dropped,
+ * neighbouring dims merged where every operand's stride allows (outer stride == inner stride *
+ * inner size, 0 == 0 for broadcast ones). At least rank 1. */
+void kiln_ew_views(const kiln_tensor *out, const kiln_tensor *const *ins, int k, kiln_cuda_view *v);
+
+/* Registers kiln.FusedElementwise (elementwise_fused.c). */
+void kiln_cuda_register_elementwise_fused(kiln_cuda_op *table);
+
 /* Registers Cast, CastLike, BitCast, the quantization ops and Dropout (elementwise_convert.c). */
 void kiln_cuda_register_elementwise_convert(kiln_cuda_op *table);
 
