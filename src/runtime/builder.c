@@ -511,7 +511,7 @@ kiln_status kiln_builder_build(const kiln_builder_t *b, const kiln_model_t *m, k
         if (e->passes.n < (int)(sizeof e->passes.items / sizeof e->passes.items[0])) e->passes.items[e->passes.n++] = pst;
     }
     /* Element-wise groups into one kernel each, on the graph as it will run (its final dtypes):
-     * CUDA engines by default; KILN_EW_FUSE=1/0 forces it on/off (passes.h). */
+     * only with KILN_EW_FUSE=1 for now (passes.h, ew_fuse.c say why). */
     bool ew_fuse = b->opt_level >= 2 && kiln_ew_fuse_wanted(gpu);
     if (ew_fuse) {
         kiln_pass_stats est;
