@@ -27,6 +27,8 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "zoo"))
+from bench_gpu import timer  # noqa: E402
 
 
 def kiln_bin() -> str:
@@ -42,19 +44,8 @@ def sh(args, timeout=900):
 
 
 def cuda_time(fn, iters, warmup=20):
-    import torch
-    for _ in range(warmup):
-        fn()
-    torch.cuda.synchronize()
-    times = []
-    for _ in range(iters):
-        a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        a.record()
-        fn()
-        b.record()
-        b.synchronize()
-        times.append(a.elapsed_time(b))
-    return float(np.median(times))
+    """Median ms of `iters` calls timed with CUDA events, after warm-up (zoo/bench_gpu.py's timer)."""
+    return timer("cuda", fn, iters, 0.0, warmup)
 
 
 def matrix_peaks():

@@ -224,6 +224,15 @@ def run_model(model: str | os.PathLike, inputs: dict[str, np.ndarray], workdir: 
 
 # ---- comparing arrays ----------------------------------------------------------------------------
 
+def cosine(a, b) -> float:
+    """Cosine similarity of two arrays as float64 vectors; two all-zero arrays agree (1.0)."""
+    a, b = np.asarray(a, np.float64).ravel(), np.asarray(b, np.float64).ravel()
+    na, nb = np.linalg.norm(a), np.linalg.norm(b)
+    if na == 0 and nb == 0:
+        return 1.0
+    return float(a @ b / max(na * nb, 1e-300))
+
+
 def _bf16():
     import onnx
 

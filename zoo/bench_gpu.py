@@ -76,6 +76,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "zoo" / "export"))
 sys.path.insert(0, str(REPO / "tests"))
 import kilnrun  # noqa: E402  (save_npz, shapes_arg)
+from kilnrun import cosine  # noqa: E402  (the zoo tests' cosine: two zero vectors agree)
 
 PRECISIONS = {"fp32": [], "fp16": ["--fp16"], "int8": ["--int8", "--fp16"]}
 # Planning guesses, not measurements: seconds per model at full size on the H100 machine for the default batches
@@ -462,14 +463,6 @@ def sh(args: list, timeout: float) -> float:
         lines = (p.stderr or p.stdout).strip().splitlines() or ["(no message)"]
         raise RuntimeError(f"kiln {args[1]} exit {p.returncode}: " + " | ".join(lines[-3:])[-600:])
     return time.monotonic() - t0
-
-
-def cosine(a, b) -> float:
-    a, b = np.asarray(a, np.float64).ravel(), np.asarray(b, np.float64).ravel()
-    na, nb = np.linalg.norm(a), np.linalg.norm(b)
-    if na == 0 and nb == 0:
-        return 1.0
-    return float(a @ b / max(na * nb, 1e-300))
 
 
 def iou(a, b) -> float:

@@ -9,16 +9,7 @@
 #include <math.h>
 #include <string.h>
 
-static int passed, failed;
-
-#define CHECK(cond)                                                                                \
-    do {                                                                                           \
-        if (cond) passed++;                                                                        \
-        else {                                                                                     \
-            failed++;                                                                              \
-            printf("FAIL %s:%d: %s\n", __FILE__, __LINE__, #cond);                                \
-        }                                                                                          \
-    } while (0)
+#include "check.h"
 
 static void test_half(void) {
     CHECK(kiln_f32_to_f16(1.0f) == 0x3c00);

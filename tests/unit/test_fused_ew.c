@@ -13,16 +13,7 @@
 #include <math.h>
 #include <string.h>
 
-static int passed, failed;
-
-#define CHECK(cond)                                                                                \
-    do {                                                                                           \
-        if (cond) passed++;                                                                        \
-        else {                                                                                     \
-            failed++;                                                                              \
-            printf("FAIL %s:%d: %s\n", __FILE__, __LINE__, #cond);                                \
-        }                                                                                          \
-    } while (0)
+#include "check.h"
 
 /* Parses a FusedElementwise node of n_in inputs from the program's ints and floats. */
 static kiln_status parse(kiln_node *node, int n_in, const int64_t *prog, int np, const float *params, int nf) {

@@ -20,16 +20,7 @@
 #include <string.h>
 #include <unistd.h>
 
-static int passed, failed;
-
-#define CHECK(cond)                                                                                \
-    do {                                                                                           \
-        if (cond) passed++;                                                                        \
-        else {                                                                                     \
-            failed++;                                                                              \
-            printf("FAIL %s:%d: %s\n", __FILE__, __LINE__, #cond);                                \
-        }                                                                                          \
-    } while (0)
+#include "check.h"
 
 #define CHECK_MSG(cond, ...)                                                                       \
     do {                                                                                           \

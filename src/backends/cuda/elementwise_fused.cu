@@ -60,6 +60,16 @@ template <int N> __device__ __forceinline__ void run_program(const kiln_ewp &p, 
     rg.get(p.out, res);
 }
 
+/* Runs the program over the N elements in registers and stores them as the v-th vector of y. */
+template <class T, int N> __device__ __forceinline__ void run_store_vec(const kiln_ewp &p, Regs<N> &rg, T *y, int64_t v) {
+    float res[N];
+    run_program<N>(p, rg, res);
+    Vec<T, N> out;
+#pragma unroll
+    for (int j = 0; j < N; j++) out.v[j] = FT<T>::store(res[j]);
+    reinterpret_cast<Vec<T, N> *>(y)[v] = out;
+}
+
 /* Rank-1 views: operand k contiguous, or one element when scalar bit k is set. */
 template <class T>
 __global__ void __launch_bounds__(kThreads)
@@ -83,12 +93,7 @@ __global__ void __launch_bounds__(kThreads)
                 for (int j = 0; j < N; j++) rg.r[k][j] = FT<T>::load(xv.v[j]);
             }
         }
-        float res[N];
-        run_program<N>(p, rg, res);
-        Vec<T, N> out;
-#pragma unroll
-        for (int j = 0; j < N; j++) out.v[j] = FT<T>::store(res[j]);
-        reinterpret_cast<Vec<T, N> *>(y)[v] = out;
+        run_store_vec<T, N>(p, rg, y, v);
     }
     for (int64_t i = nvec * N + t; i < n; i += stride) {
         Regs<1> rg;
@@ -150,12 +155,7 @@ __global__ void __launch_bounds__(kThreads)
                 for (int j = 0; j < N; j++) rg.r[k][j] = s;
             }
         }
-        float res[N];
-        run_program<N>(p, rg, res);
-        Vec<T, N> out;
-#pragma unroll
-        for (int j = 0; j < N; j++) out.v[j] = FT<T>::store(res[j]);
-        reinterpret_cast<Vec<T, N> *>(y)[v] = out;
+        run_store_vec<T, N>(p, rg, y, v);
     }
 }
 
