@@ -46,6 +46,7 @@ class Graph:
         self.opset, self.rng = opset, rng
         self.nodes, self.inits, self.inputs, self.outputs, self.feeds = [], [], [], [], {}
         self.fast = []  # node names that must run on a fast kernel
+        self.kernel = {}  # ... and which ("onednn" unless named here)
         self.no_ort = set()  # outputs onnxruntime does not compute exactly here (see int8_family)
         self.n = 0
 
@@ -75,14 +76,16 @@ class Graph:
         fan_in = fan_in or (int(np.prod(shape[1:])) if len(shape) > 1 else 1)
         return self.const((self.rng.standard_normal(shape) / np.sqrt(fan_in)).astype(np.float32))
 
-    def node(self, op, inputs, fast=None, **attrs):
-        """Adds a node; `fast` names it (it must then run on a fast kernel)."""
+    def node(self, op, inputs, fast=None, n_out=1, kernel="onednn", **attrs):
+        """Adds a node; `fast` names it (it must then run on the fast kernel `kernel`). Returns its
+        output, or its n_out outputs as a list."""
         name = fast or self._name("n_" + op)
-        out = self._name(op.lower() + "_")
-        self.nodes.append(helper.make_node(op, list(inputs), [out], name=name, **attrs))
+        outs = [self._name(op.lower() + "_") for _ in range(n_out)]
+        self.nodes.append(helper.make_node(op, list(inputs), outs, name=name, **attrs))
         if fast:
             self.fast.append(fast)
-        return out
+            self.kernel[fast] = kernel
+        return outs[0] if n_out == 1 else outs
 
     def output(self, x, label):
         """Exposes x as graph output `label`."""
@@ -277,8 +280,32 @@ def int8_family(g: Graph):
     g.no_ort.add("mmi_big_k")
 
 
+def attention_family(g: Graph):
+    """Attention (opset 23) on src/backends/cpu/attention.c: 4-D and 3-D layouts, a value head size
+    other than the key's, GQA, causal, float and bool masks that broadcast, a scale, past keys
+    and values with the present outputs. (A mask shorter than the keys, which ONNX Runtime
+    refuses, is checked by the node tests as engines.)"""
+    def attn(name, inputs, n_out=1, **attrs):
+        return g.node("Attention", inputs, fast=name, n_out=n_out, kernel="cpu", **attrs)
+
+    g.output(attn("attn_4d", [g.input((2, 3, 5, 8)), g.input((2, 3, 7, 8)), g.input((2, 3, 7, 6))]), "attn_4d")
+    g.output(attn("attn_3d_gqa_causal", [g.input((2, 5, 16)), g.input((2, 7, 8)), g.input((2, 7, 6))],
+                  q_num_heads=4, kv_num_heads=2, is_causal=1), "attn_3d_gqa_causal")
+    g.output(attn("attn_float_mask", [g.input((1, 2, 5, 4)), g.input((1, 2, 9, 4)), g.input((1, 2, 9, 4)),
+                                      g.input((5, 9))], scale=0.3), "attn_float_mask")
+    keep = g.rng.random((2, 1, 5, 8)) < 0.7
+    keep[..., 0] = True  # every row keeps a key
+    g.output(attn("attn_bool_mask", [g.input((2, 2, 5, 4)), g.input((2, 2, 8, 4)), g.input((2, 2, 8, 4)),
+                                     g.const(keep)]), "attn_bool_mask")
+    y, pk, pv = attn("attn_past", [g.input((1, 2, 3, 4)), g.input((1, 2, 3, 4)), g.input((1, 2, 3, 4)), "",
+                                   g.input((1, 2, 5, 4)), g.input((1, 2, 5, 4))], n_out=3, is_causal=1)
+    g.output(y, "attn_past")
+    g.output(pk, "attn_present_key")
+    g.output(pv, "attn_present_value")
+
+
 FAMILIES = {"conv": (conv_family, 20), "matmul": (matmul_family, 20), "pool": (pool_family, 17),
-            "norm_eltwise": (norm_eltwise_family, 20), "int8": (int8_family, 17)}
+            "norm_eltwise": (norm_eltwise_family, 20), "int8": (int8_family, 17), "attention": (attention_family, 23)}
 
 
 # ---- running ------------------------------------------------------------------------------------
@@ -317,7 +344,7 @@ def run_family(tmp_path, build_family, opset):
     fast = kiln(["run", engine, "--inputs", inputs, "--output", tmp_path / "fast.npz"], {"KILN_CPU_VERBOSE": "1"})
     report = {m.group(1): m.group(2) for m in re.finditer(r"^kiln cpu: node '([^']*)' \(\S+\) \S+: (.*)$", fast.stderr, re.M)}
     for name in g.fast:
-        assert report.get(name) == "onednn", f"node {name} did not run on oneDNN: {report.get(name, 'no report')}"
+        assert report.get(name) == g.kernel[name], f"node {name} did not run on {g.kernel[name]}: {report.get(name, 'no report')}"
     ref = kiln(["run", engine, "--inputs", inputs, "--output", tmp_path / "ref.npz"], {"KILN_CPU_REF": "1", "KILN_CPU_VERBOSE": "1"})
     assert "kiln cpu:" not in ref.stderr, f"KILN_CPU_REF=1 still ran fast kernels: {ref.stderr}"
 

@@ -17,6 +17,8 @@
  *   dnnl_eltwise.c  Add, Sub, Mul, Div, Sum of two, Relu, LeakyRelu, Sigmoid, Tanh, HardSwish,
  *                   Gelu, Exp, Abs, Sqrt, Transpose
  *   dnnl_common.c   engine, errors, descriptors, post-ops, per-node state, per-thread scratch
+ * and, without oneDNN too:
+ *   attention.c     Attention (f32; GQA, masks, causal, past keys/values)
  *
  * What a kernel gets: tensors in host memory, dtypes and dims known; out[0..] are already
  * placed (arena, or the caller's buffer for a graph output), so a kernel only writes
@@ -49,10 +51,16 @@ const kiln_cpu_op *kiln_cpu_ops(void);
  * run every node, for bisecting a difference. */
 bool kiln_cpu_forced_ref(void);
 
+/* True when the environment sets KILN_CPU_VERBOSE: each fast kernel names itself on stderr when
+ * it (re)builds for a node ("kiln cpu: node 'n' (Op) f32[...]: onednn"), or says why not. */
+bool kiln_cpu_verbose(void);
+
 /* The kernel name of a CPU engine's node as kiln inspect shows it, for value types in[] /
  * out (the graph's: shapes may be symbolic): the fast kernel's or "ref". */
 const char *kiln_cpu_kernel_name(const kiln_node *n, kiln_tensor *const *in, const kiln_tensor *out);
 
+/* attention.c: Attention in float32 (plain C, with or without oneDNN) */
+void kiln_cpu_register_attention(kiln_cpu_op *table);
 #ifdef KILN_HAVE_DNNL
 void kiln_cpu_register_dnnl_conv(kiln_cpu_op *table);
 void kiln_cpu_register_dnnl_matmul(kiln_cpu_op *table);

@@ -346,11 +346,6 @@ bool kiln_cpu_key_equal(const kiln_cpu_key *a, const kiln_cpu_key *b) {
 
 /* ---- per-node state ---- */
 
-bool kiln_cpu_verbose(void) {
-    const char *v = getenv("KILN_CPU_VERBOSE");
-    return v && *v && strcmp(v, "0") != 0;
-}
-
 static void state_free(void *st) {
     kiln_cpu_cache *c = st;
     if (!c) return;

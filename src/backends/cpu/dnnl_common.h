@@ -141,8 +141,6 @@ typedef kiln_status (*kiln_cpu_build_fn)(void *st, const kiln_node *n, kiln_tens
 /* The node's state of `size` bytes (zeroed at first, a kiln_cpu_cache at its head), made on
  * the first run; NULL on OUT_OF_MEMORY (error set). */
 void *kiln_cpu_state(const kiln_node *n, void **state, void (**state_free)(void *), size_t size, void (*clear)(void *));
-/* KILN_CPU_VERBOSE set (not "0"): each (re)build says on stderr which kernel the node got. */
-bool kiln_cpu_verbose(void);
 /* Makes the state ready for these inputs: nothing when the key is unchanged, else clear and
  * build (reported under KILN_CPU_VERBOSE). UNSUPPORTED when oneDNN refused the key (remembered, so later runs do not ask again). */
 kiln_status kiln_cpu_prepare(void *st, kiln_cpu_build_fn build, const kiln_node *n, kiln_tensor *const *in,

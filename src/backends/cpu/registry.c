@@ -10,6 +10,7 @@ static kiln_cpu_op table[KILN_OP_COUNT];
 static pthread_once_t table_once = PTHREAD_ONCE_INIT;
 
 static void fill_table(void) {
+    kiln_cpu_register_attention(table);
 #ifdef KILN_HAVE_DNNL
     kiln_cpu_register_dnnl_conv(table);
     kiln_cpu_register_dnnl_matmul(table);
@@ -22,6 +23,11 @@ static void fill_table(void) {
 const kiln_cpu_op *kiln_cpu_ops(void) {
     pthread_once(&table_once, fill_table);
     return table;
+}
+
+bool kiln_cpu_verbose(void) {
+    const char *v = getenv("KILN_CPU_VERBOSE");
+    return v && *v && strcmp(v, "0") != 0;
 }
 
 bool kiln_cpu_forced_ref(void) {
