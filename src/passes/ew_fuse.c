@@ -207,7 +207,7 @@ static bool compile(const pass_ctx *c, group *gr) {
             double d;
             int p = g->values[v].producer;
             if (!(p >= 0 && in_group(gr, p)) && pass_const_scalar(g, v, &d)) {
-                int r = alloc_reg(regs, -2 - k); /* a placeholder id no value has */
+                int r = alloc_reg(regs, -2 - k); /* a sentinel id that no value has */
                 if (r < 0 || gr->n_ops == KILN_EWP_MAX_OPS) return false;
                 int64_t *s = &gr->prog[4 * gr->n_ops];
                 s[0] = KILN_EWP_CONST, s[1] = r, s[2] = -1, s[3] = -1;
