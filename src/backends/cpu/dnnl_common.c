@@ -112,6 +112,14 @@ kiln_status kiln_dnnl_attr(const kiln_node *n, dnnl_post_ops_t po, dnnl_primitiv
     return kiln_dnnl_check(s, n, "primitive attributes");
 }
 
+kiln_status kiln_dnnl_pd(const kiln_node *n, const_dnnl_op_desc_t op_desc, const char *what, dnnl_primitive_desc_t *pd) {
+    dnnl_primitive_attr_t attr;
+    KILN_TRY(kiln_dnnl_attr(n, NULL, &attr));
+    kiln_status s = kiln_dnnl_check(dnnl_primitive_desc_create(pd, op_desc, attr, kiln_dnnl_engine(), NULL), n, what);
+    dnnl_primitive_attr_destroy(attr);
+    return s;
+}
+
 /* ---- this thread's scratch ---- */
 
 typedef struct scratch {

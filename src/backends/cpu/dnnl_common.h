@@ -39,6 +39,9 @@ bool kiln_dnnl_act_ok(const kiln_act *a);
  * caller appended to *po first (it may pass NULL), then the node's activation. Destroy with
  * dnnl_primitive_attr_destroy. */
 kiln_status kiln_dnnl_attr(const kiln_node *n, dnnl_post_ops_t po, dnnl_primitive_attr_t *attr);
+/* The primitive descriptor of op_desc with the node's attributes (kiln_dnnl_attr without extra
+ * post-ops) on kiln's engine; errors name the node and `what`. */
+kiln_status kiln_dnnl_pd(const kiln_node *n, const_dnnl_op_desc_t op_desc, const char *what, dnnl_primitive_desc_t *pd);
 
 /* ---- a prepared primitive ---- */
 #define KILN_DNNL_MAX_ARGS 16

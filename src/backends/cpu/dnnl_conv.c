@@ -141,11 +141,8 @@ static kiln_status conv_make(conv_state *st, const kiln_node *n, const kiln_tens
         ds = dnnl_dilated_convolution_forward_desc_init(&d.conv, dnnl_forward_inference, dnnl_convolution_direct, &src,
                                                         &w_any, bias, &dst, g.strides, g.dilates, g.pad_l, g.pad_r);
     KILN_TRY(kiln_dnnl_check(ds, n, "convolution"));
-    dnnl_primitive_attr_t attr;
-    KILN_TRY(kiln_dnnl_attr(n, NULL, &attr));
     dnnl_primitive_desc_t pd;
-    kiln_status s = kiln_dnnl_check(dnnl_primitive_desc_create(&pd, &d, attr, eng, NULL), n, "convolution");
-    dnnl_primitive_attr_destroy(attr);
+    kiln_status s = kiln_dnnl_pd(n, &d, "convolution", &pd);
     if (s != KILN_STATUS_OK) return s;
     static const int ids[] = {DNNL_ARG_SRC, DNNL_ARG_WEIGHTS, DNNL_ARG_BIAS, DNNL_ARG_DST};
     s = kiln_dnnl_prim_create(&st->prim, pd, ids, 4, n);

@@ -62,11 +62,8 @@ static kiln_status binary_build(void *state, const kiln_node *n, kiln_tensor *co
     dnnl_binary_desc_t d;
     if (ds == dnnl_success) ds = dnnl_binary_desc_init(&d, alg, &a, &b, &y);
     KILN_TRY(kiln_dnnl_check(ds, n, "binary"));
-    dnnl_primitive_attr_t attr;
-    KILN_TRY(kiln_dnnl_attr(n, NULL, &attr));
     dnnl_primitive_desc_t pd;
-    kiln_status s = kiln_dnnl_check(dnnl_primitive_desc_create(&pd, &d, attr, kiln_dnnl_engine(), NULL), n, "binary");
-    dnnl_primitive_attr_destroy(attr);
+    kiln_status s = kiln_dnnl_pd(n, &d, "binary", &pd);
     if (s != KILN_STATUS_OK) return s;
     static const int ids[] = {DNNL_ARG_SRC_0, DNNL_ARG_SRC_1, DNNL_ARG_DST};
     s = kiln_dnnl_prim_create(&st->prim, pd, ids, 3, n);
@@ -124,11 +121,8 @@ static kiln_status unary_build(void *state, const kiln_node *n, kiln_tensor *con
     dnnl_status_t ds = kiln_dnnl_md(&md, 1, &count, KILN_DTYPE_F32);
     if (ds == dnnl_success) ds = dnnl_eltwise_forward_desc_init(&d, dnnl_forward_inference, alg, &md, alpha, beta);
     KILN_TRY(kiln_dnnl_check(ds, n, "eltwise"));
-    dnnl_primitive_attr_t attr;
-    KILN_TRY(kiln_dnnl_attr(n, NULL, &attr));
     dnnl_primitive_desc_t pd;
-    kiln_status s = kiln_dnnl_check(dnnl_primitive_desc_create(&pd, &d, attr, kiln_dnnl_engine(), NULL), n, "eltwise");
-    dnnl_primitive_attr_destroy(attr);
+    kiln_status s = kiln_dnnl_pd(n, &d, "eltwise", &pd);
     if (s != KILN_STATUS_OK) return s;
     static const int ids[] = {DNNL_ARG_SRC, DNNL_ARG_DST};
     s = kiln_dnnl_prim_create(&st->prim, pd, ids, 2, n);

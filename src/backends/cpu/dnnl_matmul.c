@@ -239,11 +239,8 @@ static kiln_status qmm_build(void *state, const kiln_node *n, kiln_tensor *const
     KILN_TRY(matmul_mds(n, vin, &a, &b, NULL, &y));
     dnnl_matmul_desc_t md;
     KILN_TRY(kiln_dnnl_check(dnnl_matmul_desc_init(&md, &a, &b, NULL, &y), n, "matmul"));
-    dnnl_primitive_attr_t attr;
-    KILN_TRY(kiln_dnnl_attr(n, NULL, &attr));
     dnnl_primitive_desc_t pd;
-    kiln_status s = kiln_dnnl_check(dnnl_primitive_desc_create(&pd, &md, attr, kiln_dnnl_engine(), NULL), n, "matmul");
-    dnnl_primitive_attr_destroy(attr);
+    kiln_status s = kiln_dnnl_pd(n, &md, "matmul", &pd);
     if (s != KILN_STATUS_OK) return s;
     static const int ids[] = {DNNL_ARG_SRC, DNNL_ARG_WEIGHTS, DNNL_ARG_DST};
     s = kiln_dnnl_prim_create(&st->prim, pd, ids, 3, n);

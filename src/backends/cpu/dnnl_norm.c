@@ -36,11 +36,8 @@ static bool layer_norm_supports(const kiln_node *n, kiln_tensor *const *in, cons
 static kiln_status make_prim(norm_state *st, const kiln_node *n, const void *desc, const int *ids, int n_ids) {
     dnnl_engine_t eng = kiln_dnnl_engine();
     if (!eng) return KILN_STATUS_RUNTIME_ERROR;
-    dnnl_primitive_attr_t attr;
-    KILN_TRY(kiln_dnnl_attr(n, NULL, &attr));
     dnnl_primitive_desc_t pd;
-    kiln_status s = kiln_dnnl_check(dnnl_primitive_desc_create(&pd, desc, attr, eng, NULL), n, kiln_op_name(n->op));
-    dnnl_primitive_attr_destroy(attr);
+    kiln_status s = kiln_dnnl_pd(n, desc, kiln_op_name(n->op), &pd);
     if (s != KILN_STATUS_OK) return s;
     s = kiln_dnnl_prim_create(&st->prim, pd, ids, n_ids, n);
     dnnl_primitive_desc_destroy(pd);

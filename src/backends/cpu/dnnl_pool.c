@@ -96,11 +96,8 @@ static kiln_status pool_build(void *state, const kiln_node *n, kiln_tensor *cons
         ds = dnnl_pooling_v2_forward_desc_init(&pdesc, dnnl_forward_inference, alg, global(n->op) ? &src : &src_any,
                                                global(n->op) ? &dst : &dst_any, strides, kernel, dil, pl, pr);
     KILN_TRY(kiln_dnnl_check(ds, n, "pooling"));
-    dnnl_primitive_attr_t attr;
-    KILN_TRY(kiln_dnnl_attr(n, NULL, &attr));
     dnnl_primitive_desc_t pd;
-    kiln_status s = kiln_dnnl_check(dnnl_primitive_desc_create(&pd, &pdesc, attr, eng, NULL), n, "pooling");
-    dnnl_primitive_attr_destroy(attr);
+    kiln_status s = kiln_dnnl_pd(n, &pdesc, "pooling", &pd);
     if (s != KILN_STATUS_OK) return s;
     static const int ids[] = {DNNL_ARG_SRC, DNNL_ARG_DST, DNNL_ARG_WORKSPACE};
     s = kiln_dnnl_prim_create(&st->prim, pd, ids, 3, n);
