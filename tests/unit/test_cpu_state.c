@@ -6,6 +6,7 @@
  * reference kernels) to a normalised error of 1e-5.
  * usage: test_cpu_state MODEL.onnx. Ends with "N passed, N failed". */
 #include "kiln.h"
+#include "test_rng.h"
 
 #include <math.h>
 #include <stdbool.h>
@@ -15,12 +16,7 @@
 
 static uint64_t rng = 0x9E3779B97F4A7C15ull;
 
-static float next_float(void) {
-    rng ^= rng << 13;
-    rng ^= rng >> 7;
-    rng ^= rng << 17;
-    return (float)((double)(rng >> 11) / 9007199254740992.0 * 2.0 - 1.0);
-}
+static float next_float(void) { return test_next_float(&rng); }
 
 /* Runs c on x, returning output 0 (NULL on failure, the error printed). */
 static kiln_tensor_t *run(kiln_context_t *c, const char *name, kiln_tensor_t *x) {

@@ -11,6 +11,7 @@
  * usage: test_enqueue MODEL.onnx cpu|cuda. Ends with "N passed, N failed". The cuda variant is
  * built only with the CUDA backend and needs a GPU (scripts/gpu_check.sh runs it). */
 #include "kiln.h"
+#include "test_rng.h"
 
 #include <stdbool.h>
 #include <stdio.h>
@@ -33,12 +34,7 @@ static void check(bool ok, const char *what) {
 
 static uint64_t rng = 0x2545F4914F6CDD1Dull;
 
-static float next_float(void) {
-    rng ^= rng << 13;
-    rng ^= rng >> 7;
-    rng ^= rng << 17;
-    return (float)((double)(rng >> 11) / 9007199254740992.0 * 2.0 - 1.0);
-}
+static float next_float(void) { return test_next_float(&rng); }
 
 static size_t count_of(int rank, const int64_t *dims) {
     size_t n = 1;
