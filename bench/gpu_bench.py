@@ -17,8 +17,6 @@ from __future__ import annotations
 import argparse
 import collections
 import json
-import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -28,19 +26,9 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "zoo"))
-from bench_gpu import timer  # noqa: E402
+from bench_gpu import kiln_bin, kiln_commit, sh, timer  # noqa: E402  (the zoo benchmark's kiln runner and timer)
 
-
-def kiln_bin() -> str:
-    return str(Path(os.environ.get("KILN_BUILD_DIR", REPO / "build-gpu" / "dist")) / "kiln")
-
-
-def sh(args, timeout=900):
-    t0 = time.monotonic()
-    p = subprocess.run([str(a) for a in args], capture_output=True, text=True, timeout=timeout)
-    if p.returncode != 0:
-        raise RuntimeError(f"{' '.join(map(str, args[:3]))}... exit {p.returncode}: {(p.stderr or p.stdout)[-800:]}")
-    return p, time.monotonic() - t0
+KILN_TIMEOUT = 900  # seconds for one kiln command
 
 
 def cuda_time(fn, iters, warmup=20):
@@ -147,8 +135,8 @@ def bench_model(name, batches, iters, out_dir, work, with_torch=True, profile=Fa
                             ("int8", ["--int8", "--fp16", "--calib", calib, "--calib-max", "4"])):
             eng = work / f"{name}_{prec}_{bs}.kiln"
             try:
-                _, tb = sh([kiln_bin(), "build", onnx_path, "-o", eng, "--device", "cuda", "--shapes", f"x:{bs}x3x224x224",
-                            "--timing-cache", work / "timing.cache"] + flags)
+                tb = sh([kiln_bin(), "build", onnx_path, "-o", eng, "--device", "cuda", "--shapes", f"x:{bs}x3x224x224",
+                            "--timing-cache", work / "timing.cache"] + flags, KILN_TIMEOUT)
                 row[f"kiln_{prec}_build_s"] = tb
                 # end to end from host memory (inputs copied in, outputs out), then the engine alone:
                 # inputs and outputs left on the device and the run replayed as a CUDA graph, which is
@@ -156,7 +144,7 @@ def bench_model(name, batches, iters, out_dir, work, with_torch=True, profile=Fa
                 for tag, extra in (("", []), ("_graph", ["--no-data-transfers", "--cuda-graph"])):
                     rep = work / f"rep_{prec}_{bs}{tag}.json"
                     sh([kiln_bin(), "bench", eng, "--inputs", xin, "--iterations", iters, "--warmup", 500,
-                        "--duration", 0, "--json", rep] + extra)
+                        "--duration", 0, "--json", rep] + extra, KILN_TIMEOUT)
                     summ = json.loads(rep.read_text())["summary"]
                     row[f"kiln_{prec}{tag}_ms"] = summ["latency_ms"]["median"]
                     row[f"kiln_{prec}{tag}_compute_ms"] = summ["compute_ms"]["median"]
@@ -166,7 +154,7 @@ def bench_model(name, batches, iters, out_dir, work, with_torch=True, profile=Fa
                 if profile:  # per-layer CUDA events: where the time goes, summed by op
                     rep = work / f"prof_{prec}_{bs}.json"
                     sh([kiln_bin(), "bench", eng, "--inputs", xin, "--iterations", 20, "--duration", 0,
-                        "--no-data-transfers", "--profile", "--json", rep])
+                        "--no-data-transfers", "--profile", "--json", rep], KILN_TIMEOUT)
                     layers = json.loads(rep.read_text())["profile"]["layers"]
                     by_op = collections.Counter()
                     for l in layers:
@@ -175,7 +163,7 @@ def bench_model(name, batches, iters, out_dir, work, with_torch=True, profile=Fa
                     row[f"kiln_{prec}_profile_top"] = [(l["name"], l["op"], round(l["avg_ms"], 4))
                                                        for l in sorted(layers, key=lambda l: -l["avg_ms"])[:8]]
                 outp = work / f"out_{prec}_{bs}.npz"
-                sh([kiln_bin(), "run", eng, "--inputs", xin, "--output", outp])
+                sh([kiln_bin(), "run", eng, "--inputs", xin, "--output", outp], KILN_TIMEOUT)
                 row[f"kiln_{prec}_cosine"] = cosine(np.load(outp)["y"], ref)
             except Exception as e:  # noqa: BLE001
                 row[f"kiln_{prec}_error"] = str(e)[:600]
@@ -294,8 +282,7 @@ def main():
             except Exception as e:  # noqa: BLE001
                 print(f"{name}: {type(e).__name__}: {e}", flush=True)
     meta = {"device": dev, "torch": torch.__version__, "peak_tflops": peaks,
-            "date": time.strftime("%Y-%m-%d"), "commit": (Path(kiln_bin()).parent / "COMMIT").read_text().strip()
-            if (Path(kiln_bin()).parent / "COMMIT").exists() else None}
+            "date": time.strftime("%Y-%m-%d"), "commit": kiln_commit()}
     (out / "bench_meta.json").write_text(json.dumps(meta, indent=1))
     print(report(rows, meta))
     print(f"peaks (TFLOP/s, measured 8192^3 matmuls): " + ", ".join(f"{k} {v:.0f}" if isinstance(v, float) else f"{k} {v}"
