@@ -83,7 +83,9 @@ if want conformance; then
   step "node conformance: CUDA engines"
   # each case built and run by one `kiln run --device cuda` process (CUDA start-up dominates tiny
   # cases); only the CPU's passes when that run is given; no case started after CONF_TIME_LIMIT s
+  # CONF_FILTER: a regex of case names (e.g. only the cases a pass under test changes)
   only=(); [ -f "$OUT/conf_cpu.json" ] && only=(--only-passed "$OUT/conf_cpu.json")
+  [ -n "${CONF_FILTER:-}" ] && only+=(--filter "$CONF_FILTER")
   timeout "$limit" python3 tests/conformance/run_node_tests.py -q --build-args "--device cuda" --in-memory "${only[@]}" \
     -j "${CONF_JOBS:-$jobs}" --timeout 30 --time-limit "${CONF_TIME_LIMIT:-$((limit - 60))}" \
     --json "$OUT/conf_gpu.json" > "$OUT/conf_gpu.txt" 2>&1

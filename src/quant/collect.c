@@ -199,18 +199,24 @@ kiln_status kiln_calib_collect_from(const kiln_model *m, kiln_calib_next_fn next
                 t->obs = st.obs[v];
                 st.obs[v] = NULL; /* owned by the result now; a value listed twice is taken once */
                 r->n++;
-                for (int k = 0; k < KILN_CALIB_METHOD_COUNT; k++) t->amax[k] = NAN;
-                int only = o.single_method - 1;
-                kiln_status as = t->obs->count == 0 ? KILN_STATUS_INVALID_ARGUMENT
-                                 : only >= 0 ? kiln_calib_amax(t->obs, (kiln_calib_method)only, &o, &t->amax[only])
-                                             : kiln_calib_amax_all(t->obs, &o, t->amax);
-                if (as == KILN_STATUS_OK) {
-                    t->valid = true;
-                } else {
-                    kiln_clear_error();
-                    t->valid = false;
-                    for (int k = 0; k < KILN_CALIB_METHOD_COUNT; k++) t->amax[k] = NAN;
-                }
+            }
+        }
+    }
+    /* Each tensor's amax values (the entropy search is the costly part) on its own: one thread
+     * a tensor (errors are thread-local; a tensor whose amax fails is marked invalid). */
+    if (s == KILN_STATUS_OK) {
+        int only = o.single_method - 1;
+#pragma omp parallel for schedule(dynamic)
+        for (int64_t k = 0; k < r->n; k++) {
+            kiln_calib_tensor *t = &r->tensors[k];
+            for (int m = 0; m < KILN_CALIB_METHOD_COUNT; m++) t->amax[m] = NAN;
+            kiln_status as = t->obs->count == 0 ? KILN_STATUS_INVALID_ARGUMENT
+                             : only >= 0 ? kiln_calib_amax(t->obs, (kiln_calib_method)only, &o, &t->amax[only])
+                                         : kiln_calib_amax_all(t->obs, &o, t->amax);
+            t->valid = as == KILN_STATUS_OK;
+            if (!t->valid) {
+                kiln_clear_error();
+                for (int m = 0; m < KILN_CALIB_METHOD_COUNT; m++) t->amax[m] = NAN;
             }
         }
     }

@@ -16,6 +16,7 @@
  * qk_matmul_output: mode 0 qk, 1 capped, 2 capped + bias, 3 p.
  * Tested by the node tests test_attention_*. */
 #include "../../ops/reduce_internal.h"
+#include "ref.h"
 
 typedef struct attn_ctx {
     const red_attention_params *p;
@@ -109,12 +110,20 @@ kiln_status kiln_ref_attention(const kiln_node *node, kiln_tensor *const *in, ki
 
     size_t bytes;
     KILN_TRY(kiln_checked_bytes(4 * (d->T + d->E) + 1, sizeof(double), &bytes));
+    bool oom = false;
+    /* (batch, head) pairs are independent: each thread has its own row buffers */
+#pragma omp parallel if (d->B * d->Hq * d->Sq * d->T * d->E > KILN_REF_PARALLEL_MIN)
+    {
     double *buf = kiln_malloc(bytes);
-    if (!buf) return kiln_error(KILN_STATUS_OUT_OF_MEMORY, "out of memory");
+    if (!buf) {
+#pragma omp atomic write
+        oom = true;
+    }
     double *raw = buf, *capped = raw + d->T, *logit = capped + d->T, *prob = logit + d->T, *qs = prob + d->T;
-
+#pragma omp for collapse(2) schedule(static)
     for (int64_t b = 0; b < d->B; b++) {
         for (int64_t h = 0; h < d->Hq; h++) {
+            if (!buf) continue;
             int64_t g = h / group;
             for (int64_t i = 0; i < d->Sq; i++) {
                 for (int64_t e = 0; e < d->E; e++) qs[e] = red_round_to(t, kiln_load_f64(t, c.q->data, q_at(&c, b, h, i, e)) * s);
@@ -165,6 +174,8 @@ kiln_status kiln_ref_attention(const kiln_node *node, kiln_tensor *const *in, ki
         }
     }
     free(buf);
+    }
+    if (oom) return kiln_error(KILN_STATUS_OUT_OF_MEMORY, "out of memory");
     if (node->n_outputs > 1 && out[1].data) write_present(&c, false, &out[1]);
     if (node->n_outputs > 2 && out[2].data) write_present(&c, true, &out[2]);
     return KILN_STATUS_OK;

@@ -7,6 +7,7 @@
  * so the inner loop walks memory contiguously (stride 1) and has no branches.
  * Tested by test_conv*, test_basic_conv*. */
 #include "conv_common.h"
+#include "ref.h"
 
 /* acc row += w[tap] * x row (shifted, strided). */
 static void conv_row(void *ctx, const conv3_row *r) {
@@ -35,6 +36,8 @@ kiln_status kiln_ref_conv(const kiln_node *node, kiln_tensor *const *in, kiln_te
 
     conv_f64 f;
     KILN_TRY(conv_f64_load(&f, X, W, B, total));
+    /* output channels are independent (each sums in the same order on any thread count) */
+#pragma omp parallel for collapse(2) schedule(static) if (total * Cg * g.ksize > KILN_REF_PARALLEL_MIN)
     for (int64_t n = 0; n < N; n++)
         for (int64_t m = 0; m < M; m++) {
             int64_t grp = m / Mg;

@@ -4,11 +4,13 @@
  * y[i, :] += a[i, k] * b[k, :] so the inner loop walks B and Y contiguously; Gemm with transB
  * uses dot products along B's rows instead. Tested by test_matmul*, test_gemm*. */
 #include "../../ops/nn_internal.h"
+#include "ref.h"
 
 #include <string.h>
 
 /* One matrix product y (m, n) = a (m, k) b (k, n), all row-major double. */
 static void gemm_f64(const double *a, const double *b, double *y, int64_t m, int64_t k, int64_t n) {
+#pragma omp parallel for schedule(static) if (m * k * n > KILN_REF_PARALLEL_MIN)
     for (int64_t i = 0; i < m; i++) {
         double *yr = y + i * n;
         for (int64_t j = 0; j < n; j++) yr[j] = 0;
@@ -91,6 +93,7 @@ static kiln_status gemm(const kiln_node *node, kiln_tensor *const *in, kiln_tens
             free(y);
             return KILN_STATUS_OUT_OF_MEMORY;
         }
+#pragma omp parallel for schedule(static) if (M * K * N > KILN_REF_PARALLEL_MIN)
         for (int64_t i = 0; i < M; i++) {
             double *yr = y + i * N;
             if (p->trans_b) {

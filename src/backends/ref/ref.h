@@ -6,6 +6,11 @@
 
 #include "../../ir/graph.h"
 
+/* The costliest reference kernels (Conv, MatMul, Gemm, Attention) split independent output rows
+ * over OpenMP threads when they do more than this many multiply-adds. Every output is still summed
+ * by one thread in one order, so results do not depend on the thread count (OMP_NUM_THREADS). */
+#define KILN_REF_PARALLEL_MIN (1 << 18)
+
 /* Runs g. inputs[i] binds graph input i (NULL: use its initializer, an error if it has none);
  * captures[c] binds captured outer value c (g->captures); outputs[j] receives graph output j
  * as a tensor owning its data (the caller releases it with kiln_tensor_release). Inputs are
