@@ -164,11 +164,16 @@ kiln_status kiln_builder_set_precisions(kiln_builder_t *b, unsigned flags);
 kiln_status kiln_builder_set_optimization_level(kiln_builder_t *b, int level);
 /* Scratch memory kernels may use beyond the activation arena (bytes; 0 = no limit). */
 kiln_status kiln_builder_set_workspace(kiln_builder_t *b, uint64_t bytes);
-/* Keeps the named node at precision p whatever the builder would choose. */
+/* CUDA engines: a node with no GPU kernel (an op, dtype or attribute the GPU kernels do not
+ * take) runs on the host with its reference kernel, its inputs copied from the GPU and its
+ * outputs back as needed (each such copy waits for the GPU; CUDA graphs are then not used),
+ * instead of the build being refused. allow: 1 on, 0 off (the default); kiln inspect lists such nodes. */
+kiln_status kiln_builder_set_host_fallback(kiln_builder_t *b, int allow);
 /* The CUDA backend times several implementations of some kernels (cuBLASLt and cuDNN
  * algorithms) while building and keeps the fastest. This file (created when missing, written
  * after the build) remembers those choices so rebuilds are fast and make the same ones. */
 kiln_status kiln_builder_set_timing_cache(kiln_builder_t *b, const char *path);
+/* Keeps the named node at precision p whatever the builder would choose. */
 kiln_status kiln_builder_set_layer_precision(kiln_builder_t *b, const char *node, kiln_precision p);
 /* INT8 post-training calibration (with KILN_PRECISION_INT8; docs/engines.md). data: an .npz (one
  * array per input, samples on a leading axis) or a folder of .npy/.npz files (a directory path),

@@ -23,9 +23,6 @@ mkdir -p "$OUT"
 [ -d "$root/.gpu_carry/shared" ] && export KILN_SHARED_DIR="$root/.gpu_carry/shared"
 export KILN_BUILD_DIR="$root/build-gpu/dist" PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1
 export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}  # set: the kiln CLI then does not re-exec itself to set it
-# the element-wise fusion pass is off by default until its CUDA kernel has passed here: the test
-# stages build with it (KILN_EW_FUSE=0 to test without); bench times kiln as shipped
-export KILN_EW_FUSE=${KILN_EW_FUSE:-1}
 if [ ! -x "$KILN_BUILD_DIR/kiln" ] && [ -f "$root/build-gpu/dist.tar.xz" ]; then
   python3 -c "import tarfile, sys; tarfile.open(sys.argv[1]).extractall(sys.argv[2])" "$root/build-gpu/dist.tar.xz" "$root/build-gpu"
 fi
@@ -94,12 +91,12 @@ if want conformance; then
 fi
 if want bench; then
   step "benchmarks (bench/gpu_bench.py)"
-  KILN_EW_FUSE= timeout "$limit" python3 bench/gpu_bench.py --out "$OUT" ${GPU_BENCH_ARGS:-} 2>&1 | tee -a "$log" || rc=1
+  timeout "$limit" python3 bench/gpu_bench.py --out "$OUT" ${GPU_BENCH_ARGS:-} 2>&1 | tee -a "$log" || rc=1
 fi
 if want zoo; then
   step "model zoo at real size (zoo/bench_gpu.py ${ZOO_ARGS:-})"
   # shellcheck disable=SC2086  # ZOO_ARGS is a list of options
-  KILN_EW_FUSE= timeout "$limit" python3 zoo/bench_gpu.py --out "$OUT" ${ZOO_ARGS:-} 2>&1 | tee -a "$log"
+  timeout "$limit" python3 zoo/bench_gpu.py --out "$OUT" ${ZOO_ARGS:-} 2>&1 | tee -a "$log"
   [ "${PIPESTATUS[0]}" -eq 0 ] || rc=1
 fi
 step "done, status $rc"

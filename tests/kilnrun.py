@@ -184,8 +184,8 @@ def run_model(model: str | os.PathLike, inputs: dict[str, np.ndarray], workdir: 
     """Writes inputs to WORKDIR/inputs.npz, runs kiln on MODEL, loads WORKDIR/outputs.npz on success.
     With engine=True the model is first built into WORKDIR/model.kiln (a profile fixed at the
     inputs' shapes, plus build_args such as ["--device", "cuda"]), and the engine is what runs.
-    With in_memory=True as well, and build_args of just ["--device", D], one `kiln run --device D`
-    builds the engine in memory and runs it (one process, no file: for suites of many tiny models
+    With in_memory=True as well, and build_args of just ["--device", D] (and "--host-fallback"), one
+    `kiln run --device D` builds the engine in memory and runs it (one process, no file: for suites of many tiny models
     on a GPU, where each process's CUDA start-up dominates)."""
     workdir = Path(workdir)
     in_path, out_path = workdir / "inputs.npz", workdir / "outputs.npz"
@@ -195,7 +195,8 @@ def run_model(model: str | os.PathLike, inputs: dict[str, np.ndarray], workdir: 
         build_args = list(build_args or []) + env_build_args()
         engine = True
     extra = []
-    if engine and in_memory and len(build_args or []) == 2 and build_args[0] == "--device":
+    if (engine and in_memory and len(build_args or []) >= 2 and build_args[0] == "--device"
+            and set(build_args[2:]) <= {"--host-fallback"}):
         engine, extra = False, list(build_args)
     if engine:
         eng = workdir / "model.kiln"

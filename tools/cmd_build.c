@@ -53,6 +53,9 @@ static void help(void) {
            "  --layer-precision NODE:fp32   keep a node at a precision (repeatable)\n"
            "  --workspace MIB               scratch memory limit for kernels\n"
            "  --device cpu|cuda             target device (default cpu)\n"
+           "  --host-fallback               GPU: nodes without a GPU kernel run on the CPU (their inputs copied\n"
+           "                                over, each copy a wait for the GPU; no CUDA graph) instead of the\n"
+           "                                build being refused; kiln inspect lists them\n"
            "  --timing-cache FILE           GPU: kernel timing decisions, read when present and written after the\n"
            "                                build, so rebuilds skip the timing and choose the same kernels\n"
            "  -O LEVEL                      0: no passes, 1: folding and cleanup, 2: also fusions (default)\n"
@@ -152,7 +155,7 @@ int cmd_build(int argc, char **argv) {
         {"calib-method", required_argument, 0, 8}, {"calib-cache", required_argument, 0, 9},
         {"timing-cache", required_argument, 0, 'T'},
         {"calib-images", required_argument, 0, 10}, {"calib-preprocess", required_argument, 0, 11},
-        {"tf32", no_argument, 0, 12},
+        {"tf32", no_argument, 0, 12},              {"host-fallback", no_argument, 0, 13},
         {"help", no_argument, 0, 'h'},             {0, 0, 0, 0}};
     const char *timing_cache = NULL;
     const char *calib = NULL, *calib_dir = NULL, *calib_method = NULL, *calib_cache = NULL, *calib_images = NULL,
@@ -163,7 +166,7 @@ int cmd_build(int argc, char **argv) {
     int nmin = 0, nopt = 0, nmax = 0, nlp = 0, level = 2;
     unsigned precisions = KILN_PRECISION_FP32;
     double workspace_mib = 0;
-    bool json = false;
+    bool json = false, host_fallback = false;
     kiln_device device = KILN_DEVICE_CPU;
     int c;
     optind = 1;
@@ -178,6 +181,7 @@ int cmd_build(int argc, char **argv) {
         case 2: precisions |= KILN_PRECISION_BF16; break;
         case 3: precisions |= KILN_PRECISION_INT8; break;
         case 12: precisions |= KILN_PRECISION_TF32; break;
+        case 13: host_fallback = true; break;
         case 'l': if (nlp == 256) return cli_usage_error("build", "too many --layer-precision"); layer_prec[nlp++] = optarg; break;
         case 'w': workspace_mib = atof(optarg); break;
         case 'T': timing_cache = optarg; break;
@@ -235,6 +239,7 @@ int cmd_build(int argc, char **argv) {
     if ((s = kiln_builder_create(&b))) goto fail;
     if ((s = kiln_builder_set_device(b, device))) goto fail;
     if (timing_cache && (s = kiln_builder_set_timing_cache(b, timing_cache))) goto fail;
+    if ((s = kiln_builder_set_host_fallback(b, host_fallback))) goto fail;
     if ((s = kiln_builder_set_precisions(b, precisions))) goto fail;
     if ((s = kiln_builder_set_optimization_level(b, level))) goto fail;
     if ((s = kiln_builder_set_workspace(b, (uint64_t)(workspace_mib * 1048576.0)))) goto fail;

@@ -42,6 +42,8 @@ static void print_text(const cJSON *j) {
     }
     const cJSON *tuning_note = cJSON_GetObjectItem(j, "tuning_note");
     if (cJSON_IsString(tuning_note)) printf("tuning: %s\n", tuning_note->valuestring);
+    const cJSON *fb = cJSON_GetObjectItem(j, "host_fallback_nodes");
+    if (cJSON_IsNumber(fb)) printf("host fallback: on, %d node%s without a GPU kernel run on the CPU\n", fb->valueint, fb->valueint == 1 ? "" : "s");
     const char *io[2] = {"inputs", "outputs"};
     for (int k = 0; k < 2; k++) {
         printf("%s:\n", io[k]);
@@ -96,6 +98,8 @@ static void print_text(const cJSON *j) {
         if (cJSON_IsString(prog)) printf("       computes %s\n", prog->valuestring);
         const cJSON *note = cJSON_GetObjectItem(it, "int8_note");
         if (cJSON_IsString(note)) printf("       not int8: %s\n", note->valuestring);
+        const cJSON *why = cJSON_GetObjectItem(it, "host_fallback");
+        if (cJSON_IsString(why)) printf("       on the host: %s\n", why->valuestring);
     }
 }
 

@@ -30,6 +30,8 @@ static void help(void) {
            "                            at the given inputs' shapes, and run that instead of the interpreter\n"
            "                            (what `kiln build --device D --shapes ...` then `kiln run E.kiln` does,\n"
            "                            in one process and without the file)\n"
+           "  --host-fallback           with --device cuda: nodes without a GPU kernel run on the CPU (as\n"
+           "                            kiln build --host-fallback)\n"
            "  -h, --help                this text\n\n"
            "Exit status: 0 on success, 1 when loading or running fails (one line on stderr), 2 on bad usage.\n");
 }
@@ -74,6 +76,7 @@ typedef struct run_opts {
     uint64_t seed;
     int print;
     const char *device; /* ONNX: build an engine for this device in memory */
+    bool host_fallback; /* and let nodes without a GPU kernel run on the host */
 } run_opts;
 
 static kiln_status random_input(const runner *r, int i, const run_opts *o, cli_rng *rng, kiln_tensor **out) {
@@ -131,6 +134,7 @@ static int parse_args(int argc, char **argv, run_opts *o) {
         {"seed", required_argument, 0, 's'},   {"shapes", required_argument, 0, 'S'},
         {"print", required_argument, 0, 'p'},  {"help", no_argument, 0, 'h'},
         {"profile", required_argument, 0, 'P'}, {"device", required_argument, 0, 'd'},
+        {"host-fallback", no_argument, 0, 'F'},
         {0, 0, 0, 0}};
     int c;
     optind = 1;
@@ -152,6 +156,7 @@ static int parse_args(int argc, char **argv, run_opts *o) {
                 return cli_usage_error("run", "--device takes cpu or cuda, not '%s'", optarg);
             o->device = optarg;
             break;
+        case 'F': o->host_fallback = true; break;
         case 'h': help(); return -1;
         default: return cli_usage_error("run", "bad option");
         }
@@ -160,6 +165,8 @@ static int parse_args(int argc, char **argv, run_opts *o) {
     o->model = argv[optind];
     if (o->device && cli_is_engine(o->model))
         return cli_usage_error("run", "--device builds an ONNX model; %s is an engine already", o->model);
+    if (o->host_fallback && (!o->device || strcmp(o->device, "cuda") != 0))
+        return cli_usage_error("run", "--host-fallback goes with --device cuda");
     if (o->device && o->random) return cli_usage_error("run", "--device needs the inputs given (their shapes fix the profile)");
     return 0;
 }
@@ -170,6 +177,7 @@ static kiln_status build_in_memory(runner *r, const run_opts *o, const binding *
     int p;
     kiln_status s = kiln_builder_create(&bd);
     if (!s) s = kiln_builder_set_device(bd, strcmp(o->device, "cuda") == 0 ? KILN_DEVICE_CUDA : KILN_DEVICE_CPU);
+    if (!s) s = kiln_builder_set_host_fallback(bd, o->host_fallback);
     if (!s) s = kiln_builder_add_profile(bd, &p);
     for (int k = 0; !s && k < nb; k++) {
         bool is_input = false;

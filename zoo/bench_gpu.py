@@ -13,8 +13,8 @@ call (so torch and the ONNX file share the weights), then per batch:
   build seconds, `kiln run` for parity (per output cosine and max abs error against torch FP32, integer
   outputs compared exactly; for FP16/INT8 also the cosine against kiln's FP32 engine), `kiln bench` end to
   end (median latency, H2D included) and with `--no-data-transfers --cuda-graph` (the engine alone, as
-  torch is timed). INT8 calibration: kiln calibrates with its reference interpreter (one CPU thread, the
-  FP32 graph), so once per model on --calib-samples (2) random batch-1 samples in the inputs' ranges (1 for
+  torch is timed). INT8 calibration: kiln calibrates with its reference interpreter (on the CPU's
+  threads, the FP32 graph), so once per model on --calib-samples (2) random batch-1 samples in the inputs' ranges (1 for
   the costly ones), the spec's method, the scales kept in a --calib-cache for the other batch; at full
   size groot_dit's and vlm_backbone's calibration would take most of a device call: left out unless
   --heavy-int8 (recorded), and an INT8 build that calibrates is stopped after --int8-timeout (150) s;
@@ -106,15 +106,15 @@ class Case:
     calib_error: str = ""             # set when calibration failed at an earlier batch (not retried)
     calib_method: str = "percentile"
     compile_skip: str | None = None   # why torch.compile is not run, if it is not
+    cuda_args: list = field(default_factory=list)  # extra `kiln build` arguments on the GPU
     factory_device: bool = False      # its forward makes tensors (torch.arange, ones) without a device: run it
                                       # under `with torch.device(dev)` so that they land on the GPU
     note: str = ""
     extra: dict = field(default_factory=dict)
 
 
-HEAVY_INT8 = ("kiln calibrates with its reference interpreter (single-threaded, on the CPU, over the FP32 graph); at "
-              "full size one sample of this model would take most of a device call: run it with --heavy-int8 in a call "
-              "of its own")
+HEAVY_INT8 = ("kiln calibrates with its reference interpreter (on the CPU, in double precision, over the FP32 graph); "
+              "at full size one sample of this model takes minutes: run it with --heavy-int8 in a call of its own")
 
 
 def _inp(shape, dtype="float32", low=-1.0, high=1.0, **kw):
@@ -252,7 +252,7 @@ def case_faster_rcnn(name: str, size: str) -> Case:
         return [d["boxes"], d["labels"], d["scores"]]
 
     return Case(m, {"image": _inp([3, h, w], low=0.0, high=1.0)}, ["boxes", "labels", "scores"], export, [1],
-                forward=forward, compare="detections", int8="none",
+                forward=forward, compare="detections", int8="none", cuda_args=_spec(name).get("cuda_build_args", []),
                 int8_skip="detections of an INT8 engine are a different set (count, order) from FP32's; "
                           "tests/zoo/test_faster_rcnn.py matches them for a backbone-only INT8 engine",
                 compile_skip="data-dependent detection post-processing (NMS, top-k, filters): torch.compile breaks the graph "
@@ -638,7 +638,7 @@ def kiln_cells(row: dict, case: Case, onnx_path: Path, feeds: dict, ref: dict, w
     xin = work / f"in_{bs}.npz"
     kilnrun.save_npz(xin, feeds)
     shapes = kilnrun.shapes_arg(feeds)
-    dev_args = ["--device", "cuda", "--timing-cache", work / "timing.cache"] if a.device == "cuda" else []
+    dev_args = ["--device", "cuda", "--timing-cache", work / "timing.cache"] + case.cuda_args if a.device == "cuda" else []
     outs = {}
     n_calib = min(a.calib_samples, case.calib_samples or a.calib_samples)
     for prec in a.precisions.split(","):

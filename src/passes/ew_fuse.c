@@ -308,8 +308,8 @@ kiln_status kiln_pass_ew_fuse(kiln_graph *g, kiln_pass_stats *st) {
 bool kiln_ew_fuse_wanted(bool gpu) {
     const char *v = getenv("KILN_EW_FUSE");
     if (v && *v) return strcmp(v, "0") != 0;
-    /* Off by default until its CUDA kernel has run on a GPU (scripts/gpu_check.sh builds its
-     * engines with KILN_EW_FUSE=1 to check it); the CPU's oneDNN kernels fuse on their own. */
-    (void)gpu;
-    return false;
+    /* On for CUDA engines (one launch a group, checked by tests/gpu/ and the node tests on an
+     * H100); off for CPU engines, whose oneDNN kernels fuse on their own and where the fused
+     * node would run the reference kernel. */
+    return gpu;
 }

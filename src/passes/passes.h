@@ -98,8 +98,8 @@ kiln_status kiln_pass_act_fuse(kiln_graph *g, kiln_pass_stats *st);
 /* Element-wise groups -> kiln.FusedElementwise (fused = groups, removed = nodes saved). */
 kiln_status kiln_pass_ew_fuse(kiln_graph *g, kiln_pass_stats *st);
 /* Should a build run kiln_pass_ew_fuse? The environment variable KILN_EW_FUSE decides when set
- * ("1": yes, "0": no, for any device); else the default: no for now (gpu: the CUDA default once its kernel has run on a GPU). The builder
- * asks only at optimization level 2. */
+ * ("1": yes, "0": no, for any device); else yes for CUDA engines (gpu), no for CPU ones. The
+ * builder asks only at optimization level 2. */
 bool kiln_ew_fuse_wanted(bool gpu);
 
 #endif /* KILN_PASSES_H */

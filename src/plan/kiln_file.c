@@ -76,6 +76,7 @@ static char *meta_json(const kiln_engine *e) {
         cJSON *t = cJSON_AddArrayToObject(j, "tactics");
         for (int i = 0; i < e->model.graph->n_nodes; i++) cJSON_AddItemToArray(t, cJSON_CreateNumber(e->tactics[i]));
         if (e->tuning_note[0]) cJSON_AddStringToObject(j, "tuning_note", e->tuning_note);
+        if (e->host_fallback) cJSON_AddTrueToObject(j, "host_fallback");
     }
     cJSON *prec = cJSON_AddArrayToObject(j, "precisions");
     for (int k = 0; k < N_PRECISION_NAMES; k++)
@@ -305,6 +306,7 @@ static kiln_status read_tactics(const uint8_t *p, size_t n, const char *what, ki
         cJSON_ArrayForEach(it, t) e->tactics[i++] = cJSON_IsNumber(it) ? it->valueint : -1;
         const cJSON *note = cJSON_GetObjectItemCaseSensitive(j, "tuning_note");
         if (cJSON_IsString(note)) snprintf(e->tuning_note, sizeof e->tuning_note, "%s", note->valuestring);
+        e->host_fallback = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(j, "host_fallback"));
     }
     cJSON_Delete(j);
     return s;

@@ -50,6 +50,12 @@ kiln_status kiln_builder_set_timing_cache(kiln_builder_t *b, const char *path) {
     return KILN_STATUS_OK;
 }
 
+kiln_status kiln_builder_set_host_fallback(kiln_builder_t *b, int allow) {
+    if (!b) return kiln_error(KILN_STATUS_INVALID_ARGUMENT, "kiln_builder_set_host_fallback: NULL builder");
+    b->host_fallback = allow != 0;
+    return KILN_STATUS_OK;
+}
+
 kiln_status kiln_builder_set_calibration(kiln_builder_t *b, const char *data, const char *method, int64_t batch,
                                          int64_t max_samples, const char *cache,
                                          void (*progress)(int64_t done, int64_t total, void *user), void *user) {
@@ -482,6 +488,7 @@ kiln_status kiln_builder_build(const kiln_builder_t *b, const kiln_model_t *m, k
     snprintf(e->backend, sizeof e->backend, "ref");
     snprintf(e->device, sizeof e->device, "cpu");
     e->precisions = b->precisions;
+    e->host_fallback = b->host_fallback && b->device == KILN_DEVICE_CUDA;
     e->nodes_before = g->n_nodes;
     if (b->opt_level > 0) {
         kiln_pass_options po = {.no_fusion = b->opt_level < 2};
@@ -511,7 +518,7 @@ kiln_status kiln_builder_build(const kiln_builder_t *b, const kiln_model_t *m, k
         if (e->passes.n < (int)(sizeof e->passes.items / sizeof e->passes.items[0])) e->passes.items[e->passes.n++] = pst;
     }
     /* Element-wise groups into one kernel each, on the graph as it will run (its final dtypes):
-     * only with KILN_EW_FUSE=1 for now (passes.h, ew_fuse.c say why). */
+     * CUDA engines (KILN_EW_FUSE overrides; passes.h). */
     bool ew_fuse = b->opt_level >= 2 && kiln_ew_fuse_wanted(gpu);
     if (ew_fuse) {
         kiln_pass_stats est;

@@ -193,6 +193,13 @@ kiln_status kiln_engine_describe(const kiln_engine_t *e, char **json) {
     cJSON_AddStringToObject(j, "device", e->device);
     cJSON_AddNumberToObject(j, "opset", e->model.opset);
     if (e->tuning_note[0]) cJSON_AddStringToObject(j, "tuning_note", e->tuning_note);
+    if (e->host_fallback) { /* how many nodes run on the host for want of a GPU kernel */
+        int n_fb = 0;
+#ifdef KILN_HAVE_CUDA
+        for (int i = 0; i < g->n_nodes; i++) n_fb += kiln_cuda_engine_fallback(e->gpu, i) != NULL;
+#endif
+        cJSON_AddNumberToObject(j, "host_fallback_nodes", n_fb);
+    }
     cJSON *prec = cJSON_AddArrayToObject(j, "precisions"); /* what the build allowed */
     for (int k = 0; kiln_precision_bit_name(k); k++)
         if (e->precisions & (1u << k)) cJSON_AddItemToArray(prec, cJSON_CreateString(kiln_precision_bit_name(k)));
@@ -226,6 +233,10 @@ kiln_status kiln_engine_describe(const kiln_engine_t *e, char **json) {
             cJSON_AddStringToObject(o, "fused_program", kiln_fused_ew_describe(n, prog, sizeof prog));
         }
         cJSON_AddStringToObject(o, "kernel", layer_kernel(e, i));
+#ifdef KILN_HAVE_CUDA
+        const char *fb = kiln_cuda_engine_fallback(e->gpu, i);
+        if (fb) cJSON_AddStringToObject(o, "host_fallback", fb);
+#endif
         bool int8 = n->op == KILN_OP_QLinearConv || n->op == KILN_OP_QLinearMatMul || n->op == KILN_OP_ConvInteger ||
                     n->op == KILN_OP_MatMulInteger ||
                     (n->op == KILN_OP_Relu && n->n_inputs > 0 && n->inputs[0] >= 0 && g->values[n->inputs[0]].type.dtype == KILN_DTYPE_I8);

@@ -68,6 +68,7 @@ struct kiln_engine {
     int cuda_cc;           /* compute capability major*10+minor, 0 for CPU engines */
     int *tactics;          /* per node, -1 where none was chosen; NULL for CPU engines */
     char tuning_note[240]; /* why the tuning run stopped early (its nodes keep default tactics), or "" */
+    bool host_fallback;    /* nodes without a GPU kernel run on the host (kiln_builder_set_host_fallback) */
     struct kiln_cuda_engine *gpu;
 };
 
@@ -89,6 +90,7 @@ struct kiln_builder {
     void (*calib_progress)(int64_t done, int64_t total, void *user);
     void *calib_user;
     char *timing_cache;    /* the CUDA backend's tactic timing cache file, or NULL */
+    bool host_fallback;
     kiln_calibrator calibrator; /* kiln_builder_set_calibrator, when has_calibrator */
     bool has_calibrator;
 };

@@ -99,6 +99,16 @@ def test_run_device_builds_in_memory(tmp_path):
     assert "engine already" in kiln_fails("run", tmp_path / "tiny.kiln", "--inputs", tmp_path / "in.npz", "--device", "cpu")
     kilnrun.save_npz(tmp_path / "bad.npz", {"imagex": x})
     assert "imagex" in kiln_fails("run", TINY, "--inputs", tmp_path / "bad.npz", "--device", "cpu")
+    assert "--device cuda" in kiln_fails("run", TINY, "--inputs", tmp_path / "in.npz", "--device", "cpu", "--host-fallback")
+
+
+def test_host_fallback_cpu_engine_unchanged(tmp_path):
+    """--host-fallback is about CUDA engines: a CPU build with it is byte-identical to one without
+    (the GPU side is tests/gpu/test_gpu_ops.py::test_host_fallback)."""
+    kiln_ok("build", TINY, "-o", tmp_path / "a.kiln", "--shapes", "image:2x3x32x32")
+    kiln_ok("build", TINY, "-o", tmp_path / "b.kiln", "--shapes", "image:2x3x32x32", "--host-fallback")
+    assert (tmp_path / "a.kiln").read_bytes() == (tmp_path / "b.kiln").read_bytes()
+    assert "host fallback" not in kiln_ok("inspect", tmp_path / "b.kiln").stdout
 
 
 def test_same_build_same_bytes(tmp_path):

@@ -772,7 +772,7 @@ def test_resnet50_random_weights(tmp_path, shared_dir):
     assert collections.Counter(rep["acts_after"]) == {"Conv+Relu": 33}
 
 
-# ---- element-wise fusion (ew_fuse: with KILN_EW_FUSE=1, off by default until its GPU kernel is checked) ----
+# ---- element-wise fusion (ew_fuse: the CUDA default; CPU engines with KILN_EW_FUSE=1) ----
 
 def ew_report(tmp_path, g, **kw) -> dict:
     rep = check(tmp_path, g, ew_fuse=True, **kw)

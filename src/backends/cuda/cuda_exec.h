@@ -12,14 +12,15 @@ struct kiln_timing_cache;
 /* The first GPU's compute capability (major*10+minor), name and multiprocessor count;
  * UNSUPPORTED when there is none. */
 kiln_status kiln_cuda_device_info(int *cc, char *name, size_t name_size, int *sm_count);
-/* Refuses (naming the nodes and why) a graph with nodes that can run neither on the GPU nor on
- * the host. */
-kiln_status kiln_cuda_check_graph(const kiln_graph *g);
 /* Uploads the weights and places the nodes; sets e->gpu (and e->cuda_cc when 0). Refuses an
- * engine tuned for another GPU architecture. */
+ * engine tuned for another GPU architecture, and (naming the nodes and why) a graph with nodes
+ * that have no GPU kernel unless e->host_fallback lets them run on the host. */
 kiln_status kiln_cuda_engine_create(kiln_engine *e);
 void kiln_cuda_engine_free(kiln_cuda_engine *ge);
 bool kiln_cuda_engine_host_node(const kiln_cuda_engine *ge, int node);
+/* Why node runs on the host although it is not shape arithmetic (no GPU kernel, with host
+ * fallback), or NULL. */
+const char *kiln_cuda_engine_fallback(const kiln_cuda_engine *ge, int node);
 /* The GPU kernel family's name for an op (kiln inspect), NULL when it has none. */
 const char *kiln_cuda_op_kernel(int op);
 

@@ -3,7 +3,9 @@
  * Placement. Every node runs either on the GPU (its kiln_cuda_op) or on the host (its reference
  * kernel). A node runs on the host when it only does shape arithmetic: Shape and Size, and any
  * node whose inputs all live on the host (constants and host outputs). Everything else must
- * have a GPU kernel that accepts it, or the build is refused naming the node and the reason.
+ * have a GPU kernel that accepts it, or the build is refused naming the node and the reason;
+ * with host fallback (kiln build --host-fallback, like ONNX Runtime's CPU fallback) such a node
+ * runs on the host instead, its reason kept for kiln inspect.
  * A value lives where its producer ran; constants live in both places (uploaded once per
  * engine). Graph inputs are copied to the device at the start of a run; graph outputs back at
  * the end. A value needed on the other side is copied when first needed in a run (a device
@@ -27,9 +29,11 @@ struct kiln_cuda_engine {
     void *weights;        /* one allocation for every constant */
     void **dev;           /* per value: a constant's device copy */
     bool *host_node;      /* per node: runs its reference kernel on the host */
+    char **fallback;      /* per node: why it has no GPU kernel, when it runs on the host for that */
     char name[96];        /* the GPU's name */
     int cc;               /* compute capability, major * 10 + minor */
     int sm_count;
+    int n_nodes;
 };
 
 typedef struct gslot {
@@ -92,61 +96,56 @@ kiln_status kiln_cuda_device_info(int *cc, char *name, size_t name_size, int *sm
     return KILN_STATUS_OK;
 }
 
-/* Which nodes run on the host, and whether every other node has a GPU kernel. */
-static kiln_status place_nodes(const kiln_graph *g, bool *host_node) {
-    const kiln_cuda_op *ops = kiln_cuda_ops();
+/* Why node n cannot run on the GPU, or NULL when a GPU kernel takes it. */
+static const char *gpu_refusal(const kiln_graph *g, const kiln_node *n) {
+    const kiln_cuda_op *op = &kiln_cuda_ops()[n->op];
+    if (!op->run) return "no GPU kernel";
+    if (n->n_inputs > 256 || n->n_outputs > 64) return "too many inputs or outputs";
+    if (!op->supports) return NULL;
+    kiln_tensor *in[256];
+    kiln_tensor out[64];
+    for (int k = 0; k < n->n_inputs; k++) in[k] = n->inputs[k] >= 0 ? &g->values[n->inputs[k]].type : NULL;
+    for (int j = 0; j < n->n_outputs; j++) {
+        if (n->outputs[j] >= 0) out[j] = g->values[n->outputs[j]].type;
+        else memset(&out[j], 0, sizeof out[j]), out[j].rank = -1;
+    }
+    return op->supports(n, in, out);
+}
+
+/* Which nodes run on the host, and whether every other node has a GPU kernel. With fallback
+ * (non-NULL: per node, the reason it has no GPU kernel, copied) a node without one runs on the
+ * host; without, the graph is refused naming the first few such nodes. */
+static kiln_status place_nodes(const kiln_graph *g, bool *host_node, char **fallback) {
     bool *host_val = kiln_calloc((size_t)(g->n_values ? g->n_values : 1), sizeof(bool));
     if (!host_val) return kiln_error(KILN_STATUS_OUT_OF_MEMORY, "out of memory");
     for (int v = 0; v < g->n_values; v++) host_val[v] = (g->values[v].flags & KILN_VALUE_CONST) && !(g->values[v].flags & KILN_VALUE_INPUT);
     char first[512] = "";
     int refused = 0;
-    kiln_tensor *in[256];
-    kiln_tensor out[64];
-    for (int i = 0; i < g->n_nodes; i++) {
+    kiln_status s = KILN_STATUS_OK;
+    for (int i = 0; i < g->n_nodes && s == KILN_STATUS_OK; i++) {
         const kiln_node *n = &g->nodes[i];
         bool all_host = n->n_inputs > 0;
         for (int k = 0; k < n->n_inputs; k++)
             if (n->inputs[k] >= 0 && !host_val[n->inputs[k]]) all_host = false;
         host_node[i] = is_shape_op(n->op) || all_host;
-        if (host_node[i]) {
+        const char *why = host_node[i] ? NULL : gpu_refusal(g, n);
+        if (why && fallback) {
+            host_node[i] = true;
+            if (!(fallback[i] = kiln_strdup(why))) s = kiln_error(KILN_STATUS_OUT_OF_MEMORY, "out of memory");
+        } else if (why && refused++ == 0) {
+            snprintf(first, sizeof first, "node '%s' (%s): %s", n->name, kiln_op_name(n->op), why);
+        } else if (why && refused <= 4) {
+            size_t l = strlen(first);
+            snprintf(first + l, sizeof first - l, "; node '%s' (%s): %s", n->name, kiln_op_name(n->op), why);
+        }
+        if (host_node[i])
             for (int j = 0; j < n->n_outputs; j++)
                 if (n->outputs[j] >= 0) host_val[n->outputs[j]] = true;
-            continue;
-        }
-        const char *why = NULL;
-        if (!ops[n->op].run) {
-            why = "no GPU kernel";
-        } else if (n->n_inputs > 256 || n->n_outputs > 64) {
-            why = "too many inputs or outputs";
-        } else if (ops[n->op].supports) {
-            for (int k = 0; k < n->n_inputs; k++) in[k] = n->inputs[k] >= 0 ? &g->values[n->inputs[k]].type : NULL;
-            for (int j = 0; j < n->n_outputs; j++) {
-                if (n->outputs[j] >= 0) out[j] = g->values[n->outputs[j]].type;
-                else memset(&out[j], 0, sizeof out[j]), out[j].rank = -1;
-            }
-            why = ops[n->op].supports(n, in, out);
-        }
-        if (why) {
-            if (refused++ == 0)
-                snprintf(first, sizeof first, "node '%s' (%s): %s", n->name, kiln_op_name(n->op), why);
-            else if (refused <= 4) {
-                size_t l = strlen(first);
-                snprintf(first + l, sizeof first - l, "; node '%s' (%s): %s", n->name, kiln_op_name(n->op), why);
-            }
-        }
     }
     free(host_val);
-    if (refused)
-        return kiln_error(KILN_STATUS_UNSUPPORTED, "%d node%s cannot run on the GPU: %s%s", refused, refused > 1 ? "s" : "", first,
-                          refused > 4 ? "; ..." : "");
-    return KILN_STATUS_OK;
-}
-
-kiln_status kiln_cuda_check_graph(const kiln_graph *g) {
-    bool *host_node = kiln_calloc((size_t)(g->n_nodes ? g->n_nodes : 1), sizeof(bool));
-    if (!host_node) return kiln_error(KILN_STATUS_OUT_OF_MEMORY, "out of memory");
-    kiln_status s = place_nodes(g, host_node);
-    free(host_node);
+    if (s == KILN_STATUS_OK && refused)
+        s = kiln_error(KILN_STATUS_UNSUPPORTED, "%d node%s cannot run on the GPU: %s%s (--host-fallback runs such nodes on the CPU)",
+                       refused, refused > 1 ? "s" : "", first, refused > 4 ? "; ..." : "");
     return s;
 }
 
@@ -154,6 +153,8 @@ void kiln_cuda_engine_free(kiln_cuda_engine *ge) {
     if (!ge) return;
     if (ge->weights) cudaFree(ge->weights);
     free(ge->dev);
+    for (int i = 0; ge->fallback && i < ge->n_nodes; i++) free(ge->fallback[i]);
+    free(ge->fallback);
     free(ge->host_node);
     free(ge);
 }
@@ -167,9 +168,12 @@ kiln_status kiln_cuda_engine_create(kiln_engine *e) {
         s = kiln_error(KILN_STATUS_UNSUPPORTED, "the engine was built and tuned for sm_%d (%s); this GPU is sm_%d (%s): rebuild it here",
                        e->cuda_cc, e->device, ge->cc, ge->name);
     ge->dev = kiln_calloc((size_t)(g->n_values ? g->n_values : 1), sizeof(void *));
+    ge->n_nodes = g->n_nodes;
     ge->host_node = kiln_calloc((size_t)(g->n_nodes ? g->n_nodes : 1), sizeof(bool));
-    if (s == KILN_STATUS_OK && (!ge->dev || !ge->host_node)) s = kiln_error(KILN_STATUS_OUT_OF_MEMORY, "out of memory");
-    if (s == KILN_STATUS_OK) s = place_nodes(g, ge->host_node);
+    if (e->host_fallback) ge->fallback = kiln_calloc((size_t)(g->n_nodes ? g->n_nodes : 1), sizeof(char *));
+    if (s == KILN_STATUS_OK && (!ge->dev || !ge->host_node || (e->host_fallback && !ge->fallback)))
+        s = kiln_error(KILN_STATUS_OUT_OF_MEMORY, "out of memory");
+    if (s == KILN_STATUS_OK) s = place_nodes(g, ge->host_node, ge->fallback);
     /* every constant in one allocation, 256-byte aligned */
     size_t total = 0;
     for (int v = 0; s == KILN_STATUS_OK && v < g->n_values; v++)
@@ -200,6 +204,10 @@ kiln_status kiln_cuda_engine_create(kiln_engine *e) {
 }
 
 bool kiln_cuda_engine_host_node(const kiln_cuda_engine *ge, int node) { return ge && ge->host_node[node]; }
+
+const char *kiln_cuda_engine_fallback(const kiln_cuda_engine *ge, int node) {
+    return ge && ge->fallback ? ge->fallback[node] : NULL;
+}
 
 /* ---- context ---- */
 
