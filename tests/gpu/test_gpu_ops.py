@@ -162,3 +162,40 @@ def test_host_fallback(tmp_path):
     run, got2 = kilnrun.run_model(path, feeds, tmp_path / "mem", engine=True, in_memory=True,
                                   build_args=["--device", "cuda", "--host-fallback"])
     assert run.kind == "ok" and np.array_equal(got2["y"], ref["y"]), run.message
+
+
+def test_large_constant_derived_values_run_on_the_gpu(tmp_path):
+    """A table sliced by an input's length and multiplied by a weight (a positional-encoding
+    projection: every input on the host, the outputs large) runs on the GPU, not on the host's
+    reference kernels; the small shape arithmetic before it stays on the host."""
+    import json
+
+    from onnx import TensorProto, helper, numpy_helper
+
+    r = np.random.default_rng(5)
+    table = numpy_helper.from_array(r.standard_normal((600, 256)).astype(np.float32), "table")
+    w = numpy_helper.from_array(r.standard_normal((256, 64)).astype(np.float32) * 0.05, "w")
+    nodes = [helper.make_node("Shape", ["x"], ["sh"]),
+             helper.make_node("Gather", ["sh", "one"], ["t"], axis=0),
+             helper.make_node("Mul", ["t", "sixty"], ["end"]),
+             helper.make_node("Slice", ["table", "zero", "end"], ["pe"]),
+             helper.make_node("MatMul", ["pe", "w"], ["proj"]),
+             helper.make_node("ReduceMean", ["proj", "zero"], ["m"], keepdims=0),
+             helper.make_node("Add", ["x", "m"], ["y"])]
+    inits = [table, w, helper.make_tensor("one", TensorProto.INT64, [1], [1]),
+             helper.make_tensor("sixty", TensorProto.INT64, [1], [60]), helper.make_tensor("zero", TensorProto.INT64, [1], [0])]
+    g = helper.make_graph(nodes, "pe", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, "T", 64])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, "T", 64])], inits)
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 18)])
+    feeds = {"x": rnd(2, 9, 64)}
+    path, ref = _reference(tmp_path, m, feeds)
+    eng = tmp_path / "model.kiln"
+    b = kilnrun.run_kiln(["build", path, "-o", eng, "--shapes", kilnrun.shapes_arg(feeds), "--device", "cuda"])
+    assert b.kind == "ok", b.message
+    layers = {la["op"]: la["kernel"] for la in json.loads(kilnrun.run_kiln(["inspect", eng, "--json"]).stdout)["layers"]}
+    print(layers)
+    assert layers.get("MatMul", "cuBLASLt") != "host" and layers.get("Slice", "gpu") != "host", layers
+    (tmp_path / "gpu").mkdir()
+    run, got = kilnrun.run_model(eng, feeds, tmp_path / "gpu")
+    assert run.kind == "ok", run.message
+    assert _rel_err(got["y"], ref["y"]) <= BOUND["fp32"]

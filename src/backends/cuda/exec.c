@@ -2,7 +2,10 @@
  *
  * Placement. Every node runs either on the GPU (its kiln_cuda_op) or on the host (its reference
  * kernel). A node runs on the host when it only does shape arithmetic: Shape and Size, and any
- * node whose inputs all live on the host (constants and host outputs). Everything else must
+ * node whose inputs all live on the host (constants and host outputs) and whose outputs are
+ * small (HOST_MAX_BYTES in every profile: index and shape math). A node with host inputs and a
+ * large output (a positional table sliced by the input's length, a product of two constants)
+ * runs on the GPU, or on the host when it has no GPU kernel. Everything else must
  * have a GPU kernel that accepts it, or the build is refused naming the node and the reason;
  * with host fallback (kiln build --host-fallback, like ONNX Runtime's CPU fallback) such a node
  * runs on the host instead, its reason kept for kiln inspect.
@@ -112,10 +115,30 @@ static const char *gpu_refusal(const kiln_graph *g, const kiln_node *n) {
     return op->supports(n, in, out);
 }
 
+/* Outputs of host-input nodes up to this size are computed on the host (see Placement). */
+#define HOST_MAX_BYTES 65536
+
+/* Whether node n's outputs are small enough for the host in every profile: planned at most
+ * HOST_MAX_BYTES, or sized by data (NonZero, Range of a computed length) and not floats. */
+static bool small_outputs(const kiln_engine *e, const kiln_node *n) {
+    for (int j = 0; j < n->n_outputs; j++) {
+        int v = n->outputs[j];
+        if (v < 0) continue;
+        for (int p = 0; p < e->n_profiles; p++) {
+            const kiln_slot_plan *sp = &e->profiles[p].plan.slots[v];
+            if (sp->offset == KILN_PLAN_DYNAMIC ? kiln_dtype_is_float(e->model.graph->values[v].type.dtype)
+                                                : sp->bytes > HOST_MAX_BYTES)
+                return false;
+        }
+    }
+    return true;
+}
+
 /* Which nodes run on the host, and whether every other node has a GPU kernel. With fallback
  * (non-NULL: per node, the reason it has no GPU kernel, copied) a node without one runs on the
  * host; without, the graph is refused naming the first few such nodes. */
-static kiln_status place_nodes(const kiln_graph *g, bool *host_node, char **fallback) {
+static kiln_status place_nodes(const kiln_engine *e, bool *host_node, char **fallback) {
+    const kiln_graph *g = e->model.graph;
     bool *host_val = kiln_calloc((size_t)(g->n_values ? g->n_values : 1), sizeof(bool));
     if (!host_val) return kiln_error(KILN_STATUS_OUT_OF_MEMORY, "out of memory");
     for (int v = 0; v < g->n_values; v++) host_val[v] = (g->values[v].flags & KILN_VALUE_CONST) && !(g->values[v].flags & KILN_VALUE_INPUT);
@@ -127,9 +150,11 @@ static kiln_status place_nodes(const kiln_graph *g, bool *host_node, char **fall
         bool all_host = n->n_inputs > 0;
         for (int k = 0; k < n->n_inputs; k++)
             if (n->inputs[k] >= 0 && !host_val[n->inputs[k]]) all_host = false;
-        host_node[i] = is_shape_op(n->op) || all_host;
+        host_node[i] = is_shape_op(n->op) || (all_host && small_outputs(e, n));
         const char *why = host_node[i] ? NULL : gpu_refusal(g, n);
-        if (why && fallback) {
+        if (why && all_host) {
+            host_node[i] = true; /* no GPU kernel, but nothing to copy over either */
+        } else if (why && fallback) {
             host_node[i] = true;
             if (!(fallback[i] = kiln_strdup(why))) s = kiln_error(KILN_STATUS_OUT_OF_MEMORY, "out of memory");
         } else if (why && refused++ == 0) {
@@ -173,7 +198,7 @@ kiln_status kiln_cuda_engine_create(kiln_engine *e) {
     if (e->host_fallback) ge->fallback = kiln_calloc((size_t)(g->n_nodes ? g->n_nodes : 1), sizeof(char *));
     if (s == KILN_STATUS_OK && (!ge->dev || !ge->host_node || (e->host_fallback && !ge->fallback)))
         s = kiln_error(KILN_STATUS_OUT_OF_MEMORY, "out of memory");
-    if (s == KILN_STATUS_OK) s = place_nodes(g, ge->host_node, ge->fallback);
+    if (s == KILN_STATUS_OK) s = place_nodes(e, ge->host_node, ge->fallback);
     /* every constant in one allocation, 256-byte aligned */
     size_t total = 0;
     for (int v = 0; s == KILN_STATUS_OK && v < g->n_values; v++)
