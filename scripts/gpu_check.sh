@@ -12,8 +12,8 @@
 # latency next to torch eager and torch.compile; results in $OUT/zoo_gpu.{json,md} (and, on a machine
 # that keeps the checkout, zoo/results/gpu_<date>.json and bench/results/; otherwise merge the calls'
 # $OUT/zoo_gpu.json files into them with zoo/bench_gpu.py --merge). Its options come from ZOO_ARGS, e.g.
-# the two groups of zoo/bench_gpu.py's docstring, one device call each:
-#   ZOO_ARGS="--time-budget 480 --compile-precisions fp16 --models resnet50,vit_b_16,..." \
+# the groups of zoo/bench_gpu.py's docstring, one device call each:
+#   ZOO_ARGS="--time-budget 450 --duration 0.3 --compile-precisions fp16 --models resnet50,vit_b_16,yolov8n" \
 #     GPU_STAGE_TIMEOUT=540 scripts/gpu_check.sh zoo
 set -uo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)

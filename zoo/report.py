@@ -49,7 +49,12 @@ def gpu_speed(d: dict | None, path: Path | None) -> tuple[dict, str]:
 
     def ms(r, k):
         v = r.get(k)
-        return f"{v:.3f}" if isinstance(v, (int, float)) else ("fails" if k.startswith("kiln") else "-")
+        if isinstance(v, (int, float)):
+            return f"{v:.3f}"
+        err = r.get(k.replace("_graph_ms", "_ms").removesuffix("_ms") + "_error", "")
+        if "time budget" in err:  # the device call's time ran out before this cell (zoo/bench_gpu.py --time-budget)
+            return "not run"
+        return "fails" if err or k.startswith("kiln") else "-"
 
     for r in d["models"]:
         if "batch" not in r or r.get("error"):

@@ -209,6 +209,10 @@ def norm_eltwise_family(g: Graph):
     g.output(g.node("Add", [g.input((3, 6, 9)), g.weight(9, fan_in=1)], fast="add_row"), "add_row")
     g.output(g.node("Mul", [g.const(np.float32(0.37)), g.input((4, 11))], fast="mul_scalar_first"), "mul_scalar_first")
     g.output(g.node("Sub", [g.input((2, 3, 4, 5)), g.input((3, 1, 5))], fast="sub_bcast"), "sub_bcast")
+    # per-channel operands away from dim 1 and the last dims (seen as [before, run, after] by the kernel)
+    g.output(g.node("Div", [g.input((3, 9, 10)), g.input((3, 1, 1), positive=True)], fast="div_chan_dim0"), "div_chan_dim0")
+    g.output(g.node("Sub", [g.input((2, 3, 4, 5, 6)), g.input((3, 4, 1, 1))], fast="sub_run_5d"), "sub_run_5d")
+    g.output(g.node("Mul", [g.input((4, 6, 5)), g.input((6, 1))], fast="mul_mid_3d"), "mul_mid_3d")
     g.output(g.node("Div", [g.input((6, 7)), g.input((7,), positive=True)], fast="div_row"), "div_row")
     g.output(g.node("Sum", [g.input((5, 1, 9)), g.input((3, 5, 4, 9))], fast="sum_two"), "sum_two")
     for op, attrs in [("Relu", {}), ("LeakyRelu", dict(alpha=0.21)), ("Sigmoid", {}), ("Tanh", {}), ("Exp", {}),

@@ -47,6 +47,28 @@ static dnnl_status_t lifted_md(dnnl_memory_desc_t *md, const kiln_tensor *t, int
     return kiln_dnnl_md(md, r, d, KILN_DTYPE_F32);
 }
 
+/* When B varies along one run of dims [k0, k1] that ends before the last (a [C, 1, 1] per-channel
+ * operand of a [C, H, W] tensor), the same dense memory seen as 3-D: [before, run, after] against
+ * [1, run, 1]. oneDNN's JIT kernels broadcast such per-channel operands along dim 1 only; other
+ * patterns ([C, 1, 1] on a 3-D tensor) fell to its reference kernel, ~100x slower. */
+static bool channel_view(const kiln_tensor *b, const kiln_tensor *out, dnnl_memory_desc_t *ma, dnnl_memory_desc_t *mb,
+                         dnnl_memory_desc_t *my) {
+    int r = out->rank, k0 = -1, k1 = -1;
+    for (int i = 0; i < r; i++) {
+        int j = i - (r - b->rank);
+        if (j < 0 || b->dims[j] == 1) continue;
+        if (k0 >= 0 && k1 != i - 1) return false; /* two runs */
+        if (k0 < 0) k0 = i;
+        k1 = i;
+    }
+    if (k0 < 0 || k1 == r - 1 || (k0 == 1 && r <= 4)) return false; /* scalar, last dims, or already dim 1 */
+    int64_t d[3] = {1, 1, 1}, db[3] = {1, 1, 1};
+    for (int i = 0; i < r; i++) d[i < k0 ? 0 : i <= k1 ? 1 : 2] *= out->dims[i];
+    db[1] = d[1];
+    return kiln_dnnl_md(ma, 3, d, KILN_DTYPE_F32) == dnnl_success && kiln_dnnl_md(mb, 3, db, KILN_DTYPE_F32) == dnnl_success &&
+           kiln_dnnl_md(my, 3, d, KILN_DTYPE_F32) == dnnl_success;
+}
+
 static kiln_status binary_build(void *state, const kiln_node *n, kiln_tensor *const *in, const kiln_tensor *out) {
     elt_state *st = state;
     bool commutes = n->op == KILN_OP_Add || n->op == KILN_OP_Mul || n->op == KILN_OP_Sum;
@@ -56,9 +78,12 @@ static kiln_status binary_build(void *state, const kiln_node *n, kiln_tensor *co
     dnnl_alg_kind_t alg = n->op == KILN_OP_Add || n->op == KILN_OP_Sum ? dnnl_binary_add : n->op == KILN_OP_Sub ? dnnl_binary_sub
                           : n->op == KILN_OP_Mul ? dnnl_binary_mul : dnnl_binary_div;
     dnnl_memory_desc_t a, b, y;
-    dnnl_status_t ds = lifted_md(&a, s0, out->rank);
-    if (ds == dnnl_success) ds = lifted_md(&b, s1, out->rank);
-    if (ds == dnnl_success) ds = lifted_md(&y, out, out->rank);
+    dnnl_status_t ds = dnnl_success;
+    if (!channel_view(s1, out, &a, &b, &y)) {
+        ds = lifted_md(&a, s0, out->rank);
+        if (ds == dnnl_success) ds = lifted_md(&b, s1, out->rank);
+        if (ds == dnnl_success) ds = lifted_md(&y, out, out->rank);
+    }
     dnnl_binary_desc_t d;
     if (ds == dnnl_success) ds = dnnl_binary_desc_init(&d, alg, &a, &b, &y);
     KILN_TRY(kiln_dnnl_check(ds, n, "binary"));
