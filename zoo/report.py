@@ -62,7 +62,8 @@ def gpu_speed(d: dict | None, path: Path | None) -> tuple[dict, str]:
             continue
         det = r.get("kiln_fp32_detections")
         par = (f"{det['matched']}/{det['ref']} detections" if det else
-               f"cos {r['kiln_fp32_cosine']:.6f}" if "kiln_fp32_cosine" in r else "FP32 fails")
+               f"cos {r['kiln_fp32_cosine']:.6f}" if "kiln_fp32_cosine" in r else
+               "FP32 not run" if "time budget" in r.get("kiln_fp32_error", "") else "FP32 fails")
         tag = "_graph" if d.get("device_kind") == "cuda" else ""
         cells.setdefault(r["model"], []).append(
             f"b{r['batch']}: {ms(r, f'kiln_fp16{tag}_ms')} / {ms(r, 'torch_compile_fp16_ms')}, {par}")
