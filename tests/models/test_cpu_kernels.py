@@ -284,6 +284,26 @@ def int8_family(g: Graph):
     g.no_ort.add("mmi_big_k")
 
 
+def quant_family(g: Graph):
+    """QuantizeLinear / DequantizeLinear on src/backends/cpu/quant.c: float32 <-> int8 and uint8, per
+    tensor and per axis, with and without zero points (the Q/DQ pairs of QAT models)."""
+    c, f32 = g.const, np.float32
+
+    def q(name, inputs, **attrs):
+        return g.node("QuantizeLinear", inputs, fast=name, kernel="cpu", **attrs)
+
+    def dq(name, inputs, **attrs):
+        return g.node("DequantizeLinear", inputs, fast=name, kernel="cpu", **attrs)
+
+    g.output(q("q_u8_tensor", [g.input((3, 7, 11)), c(f32(0.02)), c(np.array(128, np.uint8))]), "q_u8_tensor")
+    g.output(q("q_s8_axis", [g.input((2, 5, 9)), c(g.rng.uniform(0.01, 0.03, 5).astype(f32)),
+                              c(g.rng.integers(-20, 20, 5).astype(np.int8))], axis=1), "q_s8_axis")
+    g.output(q("q_no_zp", [g.input((6, 10), positive=True), c(f32(0.007))]), "q_no_zp")
+    g.output(dq("dq_u8_tensor", [g.input((4, 13), np.uint8), c(f32(0.05)), c(np.array(100, np.uint8))]), "dq_u8_tensor")
+    g.output(dq("dq_s8_axis", [g.input((3, 6, 4), np.int8), c(g.rng.uniform(0.01, 0.03, 6).astype(f32)),
+                               c(g.rng.integers(-20, 20, 6).astype(np.int8))], axis=1), "dq_s8_axis")
+
+
 def attention_family(g: Graph):
     """Attention (opset 23) on src/backends/cpu/attention.c: 4-D and 3-D layouts, a value head size
     other than the key's, GQA, causal, float and bool masks that broadcast, a scale, past keys
@@ -309,7 +329,8 @@ def attention_family(g: Graph):
 
 
 FAMILIES = {"conv": (conv_family, 20), "matmul": (matmul_family, 20), "pool": (pool_family, 17),
-            "norm_eltwise": (norm_eltwise_family, 20), "int8": (int8_family, 17), "attention": (attention_family, 23)}
+            "norm_eltwise": (norm_eltwise_family, 20), "int8": (int8_family, 17), "attention": (attention_family, 23),
+            "quant": (quant_family, 19)}
 
 
 # ---- running ------------------------------------------------------------------------------------
@@ -365,7 +386,8 @@ def run_family(tmp_path, build_family, opset):
             ok = e_ref == 0 and e_ort == 0
         elif np.issubdtype(got[name].dtype, np.integer):  # requantized: within one step (see dnnl_conv.c)
             e_ref, e_ort = int_err(got[name], want[name]), int_err(got[name], ort_out[name])
-            ok = e_ref <= 1 and e_ort <= 1
+            step = 0 if name.startswith("q_") else 1  # QuantizeLinear (quant.c): bit-identical
+            ok = e_ref <= step and e_ort <= step
             w = want[name].astype(np.int64)
             info = np.iinfo(want[name].dtype)
             saturated = float(np.mean((w == info.min) | (w == info.max)))
