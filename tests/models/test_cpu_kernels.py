@@ -278,6 +278,16 @@ def int8_family(g: Graph):
     g.no_ort.add("mmi_u8")
     g.output(g.node("MatMulInteger", [g.input((4, 9), np.int8), c(g.rng.integers(-127, 128, size=(9, 6)).astype(np.int8))],
                     fast="mmi_s8"), "mmi_s8")
+    # ConvInteger (uint8 and per-tensor zero points: what ONNX Runtime takes)
+    w = g.rng.integers(0, 256, size=(6, 4, 3, 3)).astype(np.uint8)
+    g.output(g.node("ConvInteger", [g.input((2, 4, 9, 10), np.uint8), c(w), c(np.array(131, np.uint8)), c(np.array(120, np.uint8))],
+                    fast="cint_u8", pads=[1, 1, 1, 1]), "cint_u8")
+    w = g.rng.integers(0, 256, size=(5, 3, 4)).astype(np.uint8)
+    g.output(g.node("ConvInteger", [g.input((1, 3, 17), np.uint8), c(w), c(np.array(7, np.uint8))], fast="cint_1d",
+                    strides=[2]), "cint_1d")
+    # K * 255 * 255 > 2^24 (K = 288): the exact sum is not guaranteed in floats, so the reference runs
+    w = g.rng.integers(0, 256, size=(2, 32, 3, 3)).astype(np.uint8)
+    g.output(g.node("ConvInteger", [g.input((1, 32, 5, 5), np.uint8), c(w)]), "cint_big_k")
     # K * 255 * 127 > 2^24: the exact int32 sum is not guaranteed in floats, so the reference runs
     g.output(g.node("MatMulInteger", [g.input((2, 600), np.uint8), c(g.rng.integers(-127, 128, size=(600, 3)).astype(np.int8))]),
              "mmi_big_k")

@@ -8,6 +8,8 @@
  * products and sums floats hold exactly while |sums| < 2^24; the accumulator plus bias is then
  * requantized as the reference does (round half to even, y_zero_point, saturation). Beyond
  * 2^24 the float sum can be off by a few units of the accumulator, so Y by at most one step.
+ * ConvInteger (8-bit X and W, zero points, int32 Y: that sum itself) runs the same way only when
+ * K * max|X'| * max|W'| < 2^24 guarantees the exact sum; else the reference kernel runs.
  * oneDNN's own int8 kernels are not used: without VNNI they add pairs of products in 16 bits
  * with saturation (measured on AVX2: wrong once |w| > 64), which the reference never does.
  *
@@ -42,6 +44,7 @@ typedef struct conv_state {
     /* QLinearConv: W - w_zero_point as floats (W's layout), the per-channel requantization
      * multipliers x_scale * w_scale[m] / y_scale, and Y's zero point and range */
     float *wq, *mult;
+    float wmax; /* ConvInteger: max |W - w_zero_point| */
     int64_t zy, lo, hi;
 } conv_state;
 
@@ -169,9 +172,33 @@ static kiln_status conv_run(const kiln_node *n, void **state, void (**state_free
     return kiln_dnnl_io_run(&st->io, &st->prim, in[0]->data, out[0].data, n);
 }
 
-/* ---- QLinearConv ---- */
+/* ---- QLinearConv, ConvInteger ---- */
+
+/* ConvInteger: X, W, x_zero_point (per tensor), w_zero_point (per tensor or output channel). */
+static bool cint_supports(const kiln_node *n, kiln_tensor *const *in, const kiln_tensor *out) {
+    if (n->n_declared < 2 || n->n_declared > 4 || n->act.kind != KILN_ACT_NONE || out->dtype != KILN_DTYPE_I32) return false;
+    if (!kiln_cpu_is_q8(in[0]) || !kiln_cpu_is_q8(in[1]) || in[0]->rank < 3 || in[0]->rank > 5 || in[1]->rank != in[0]->rank)
+        return false;
+    for (int k = 2; k < n->n_declared; k++)
+        if (in[k] && in[k]->dtype != in[k - 2]->dtype) return false;
+    return true;
+}
+
+static kiln_status cint_build(conv_state *st, const kiln_node *n, kiln_tensor *const *in, const kiln_tensor *out) {
+    const kiln_tensor *X = in[0], *W = in[1], *zx = n->n_declared > 2 ? in[2] : NULL, *zw = n->n_declared > 3 ? in[3] : NULL;
+    int64_t M = W->dims[0], per = kiln_shape_count(W->rank - 1, W->dims + 1);
+    if ((zx && (!zx->data || kiln_shape_count(zx->rank, zx->dims) != 1)) ||
+        (zw && (!zw->data || (kiln_shape_count(zw->rank, zw->dims) != 1 && kiln_shape_count(zw->rank, zw->dims) != M))))
+        return kiln_node_error(n, KILN_STATUS_UNSUPPORTED, "zero points neither per tensor nor per output channel");
+    st->wq = malloc(sizeof(float) * (size_t)(M * per));
+    if (!st->wq) return kiln_node_error(n, KILN_STATUS_OUT_OF_MEMORY, "int8 convolution state");
+    st->wmax = kiln_cpu_q8_to_float(W, zw, false, st->wq);
+    kiln_tensor xv = kiln_cpu_float_view(X, NULL), wv = kiln_cpu_float_view(W, st->wq), yv = kiln_cpu_float_view(out, NULL);
+    return conv_make(st, n, &xv, &wv, NULL, &yv);
+}
 
 static bool qconv_supports(const kiln_node *n, kiln_tensor *const *in, const kiln_tensor *out) {
+    if (n->op == KILN_OP_ConvInteger) return cint_supports(n, in, out);
     if (n->n_declared < 8 || n->n_declared > 9 || n->act.kind != KILN_ACT_NONE) return false;
     for (int k = 0; k < 8; k++)
         if (!in[k] || in[k]->rank < 0) return false;
@@ -184,6 +211,7 @@ static bool qconv_supports(const kiln_node *n, kiln_tensor *const *in, const kil
 
 static kiln_status qconv_build(void *state, const kiln_node *n, kiln_tensor *const *in, const kiln_tensor *out) {
     conv_state *st = state;
+    if (n->op == KILN_OP_ConvInteger) return cint_build(st, n, in, out);
     const kiln_tensor *X = in[0], *W = in[3];
     int64_t M = W->dims[0], per = kiln_shape_count(W->rank - 1, W->dims + 1);
     int64_t n_ws = kiln_shape_count(in[4]->rank, in[4]->dims), n_wz = kiln_shape_count(in[5]->rank, in[5]->dims);
@@ -211,10 +239,13 @@ static kiln_status qconv_run(const kiln_node *n, void **state, void (**state_fre
                              kiln_tensor *out) {
     conv_state *st = kiln_cpu_state(n, state, state_free, sizeof *st, conv_clear);
     if (!st) return KILN_STATUS_OUT_OF_MEMORY;
-    st->cache.value_inputs = 1u << 1 | 1u << 2 | 1u << 4 | 1u << 5 | 1u << 6 | 1u << 7; /* scales, zero points */
+    bool cint = n->op == KILN_OP_ConvInteger;
+    /* scales and zero points are part of the prepared state */
+    st->cache.value_inputs = cint ? 1u << 2 | 1u << 3 : 1u << 1 | 1u << 2 | 1u << 4 | 1u << 5 | 1u << 6 | 1u << 7;
     KILN_TRY(kiln_cpu_prepare(st, qconv_build, n, in, &out[0]));
-    const kiln_tensor *X = in[0], *W = in[3], *B = n->n_declared > 8 ? in[8] : NULL;
-    if (!(W->flags & KILN_TENSOR_CONSTANT)) kiln_cpu_q8_to_float(W, in[5], false, st->wq); /* weights that may change */
+    const kiln_tensor *X = in[0], *W = in[cint ? 1 : 3], *B = !cint && n->n_declared > 8 ? in[8] : NULL;
+    const kiln_tensor *zx = n->n_declared > 2 ? in[2] : NULL, *zw = n->n_declared > (cint ? 3 : 5) ? in[cint ? 3 : 5] : NULL;
+    if (!(W->flags & KILN_TENSOR_CONSTANT)) st->wmax = kiln_cpu_q8_to_float(W, zw, false, st->wq); /* weights that may change */
     kiln_tensor wv = kiln_cpu_float_view(W, st->wq);
     const void *w;
     KILN_TRY(kiln_dnnl_weights_get(&st->w, &st->w_have, &wv, n, &w));
@@ -222,9 +253,19 @@ static kiln_status qconv_run(const kiln_node *n, void **state, void (**state_fre
     float *xf = kiln_cpu_scratch(KILN_CPU_SCRATCH_QIN, sizeof(float) * (size_t)nx, n);
     float *acc = kiln_cpu_scratch(KILN_CPU_SCRATCH_QOUT, sizeof(float) * (size_t)ny, n);
     if (!xf || !acc) return KILN_STATUS_OUT_OF_MEMORY;
-    kiln_cpu_q8_to_float(X, in[2], false, xf);
+    float xmax = kiln_cpu_q8_to_float(X, zx, false, xf);
+    int64_t K = kiln_shape_count(W->rank - 1, W->dims + 1);
+    /* ConvInteger's int32 output must be the exact sum: every partial sum below 2^24 */
+    if (cint && (double)K * xmax * st->wmax >= 16777216.0)
+        return kiln_node_error(n, KILN_STATUS_UNSUPPORTED, "sums may pass 2^24 (K %lld, max |X| %g, max |W| %g)", (long long)K,
+                               (double)xmax, (double)st->wmax);
     kiln_dnnl_prim_set(&st->prim, DNNL_ARG_WEIGHTS, w);
     KILN_TRY(kiln_dnnl_io_run(&st->io, &st->prim, xf, acc, n));
+    if (cint) {
+        int32_t *y = out[0].data;
+        for (int64_t i = 0; i < ny; i++) y[i] = (int32_t)acc[i];
+        return KILN_STATUS_OK;
+    }
     /* requantize: y = saturate(round_half_even((acc + B[m]) * mult[m]) + y_zero_point) */
     int64_t N = out[0].dims[0], M = out[0].dims[1], plane = ny / (N * M);
     for (int64_t b = 0; b < N; b++)
@@ -242,6 +283,7 @@ static kiln_status qconv_run(const kiln_node *n, void **state, void (**state_fre
 
 void kiln_cpu_register_dnnl_conv(kiln_cpu_op *t) {
     t[KILN_OP_QLinearConv] = (kiln_cpu_op){.supports = qconv_supports, .run = qconv_run, .kernel = "onednn"};
+    t[KILN_OP_ConvInteger] = (kiln_cpu_op){.supports = qconv_supports, .run = qconv_run, .kernel = "onednn"};
     t[KILN_OP_Conv] = (kiln_cpu_op){.supports = conv_supports, .run = conv_run, .kernel = "onednn"};
     t[KILN_OP_ConvTranspose] = (kiln_cpu_op){.supports = conv_supports, .run = conv_run, .kernel = "onednn"};
 }
