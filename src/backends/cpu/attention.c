@@ -145,11 +145,7 @@ static kiln_status attn_run(const kiln_node *n, void **state, void (**state_free
     free(buf);
     if (n->n_outputs > 1 && out[1].data) write_present(&c, false, out[1].data);
     if (n->n_outputs > 2 && out[2].data) write_present(&c, true, out[2].data);
-    if (kiln_cpu_verbose()) {
-        char desc[160];
-        fprintf(stderr, "kiln cpu: node '%s' (%s) %s: cpu\n", n->name ? n->name : "", kiln_op_name(n->op),
-                kiln_tensor_describe(out, desc, sizeof desc));
-    }
+    kiln_cpu_report(n, out, "cpu");
     return KILN_STATUS_OK;
 }
 

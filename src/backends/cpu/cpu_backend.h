@@ -55,6 +55,8 @@ bool kiln_cpu_forced_ref(void);
 /* True when the environment sets KILN_CPU_VERBOSE: each fast kernel names itself on stderr when
  * it (re)builds for a node ("kiln cpu: node 'n' (Op) f32[...]: onednn"), or says why not. */
 bool kiln_cpu_verbose(void);
+/* With KILN_CPU_VERBOSE, that line for node n (output out) run by `kernel`. */
+void kiln_cpu_report(const kiln_node *n, const kiln_tensor *out, const char *kernel);
 
 /* The kernel name of a CPU engine's node as kiln inspect shows it, for value types in[] /
  * out (the graph's: shapes may be symbolic): the fast kernel's or "ref". */

@@ -16,7 +16,6 @@
 #include "../../ops/seq_internal.h"
 
 #include <math.h>
-#include <stdio.h>
 
 static bool is8(kiln_dtype t) { return t == KILN_DTYPE_I8 || t == KILN_DTYPE_U8; }
 
@@ -69,11 +68,7 @@ static kiln_status q_run(const kiln_node *n, void **state, void (**state_free)(v
                 for (int64_t i = 0; i < l.inner; i++) y[i] = (float)(q8(x, k + i) - z) * sc[j];
             }
         }
-    if (kiln_cpu_verbose()) {
-        char desc[160];
-        fprintf(stderr, "kiln cpu: node '%s' (%s) %s: cpu\n", n->name ? n->name : "", kiln_op_name(n->op),
-                kiln_tensor_describe(out, desc, sizeof desc));
-    }
+    kiln_cpu_report(n, out, "cpu");
     return KILN_STATUS_OK;
 }
 

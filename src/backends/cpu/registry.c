@@ -4,6 +4,7 @@
 #include "cpu_backend.h"
 
 #include <pthread.h>
+#include <stdio.h>
 #include <string.h>
 
 static kiln_cpu_op table[KILN_OP_COUNT];
@@ -29,6 +30,13 @@ const kiln_cpu_op *kiln_cpu_ops(void) {
 bool kiln_cpu_verbose(void) {
     const char *v = getenv("KILN_CPU_VERBOSE");
     return v && *v && strcmp(v, "0") != 0;
+}
+
+void kiln_cpu_report(const kiln_node *n, const kiln_tensor *out, const char *kernel) {
+    if (!kiln_cpu_verbose()) return;
+    char desc[160];
+    fprintf(stderr, "kiln cpu: node '%s' (%s) %s: %s\n", n->name ? n->name : "", kiln_op_name(n->op),
+            kiln_tensor_describe(out, desc, sizeof desc), kernel);
 }
 
 bool kiln_cpu_forced_ref(void) {

@@ -20,23 +20,34 @@ static int64_t map_coord(kiln_pad_mode m, int64_t c, int64_t lo, int64_t n) {
 }
 
 /* out[i] = x at the mapped coordinates, or *value where a map says -1. maps[k] has out->dims[k]
- * entries. */
+ * entries. Row by row: the outer coordinates map once per row of the last axis, and a run of
+ * consecutive source elements is one copy. */
 static void copy_mapped(const kiln_tensor *x, kiln_tensor *out, int64_t *const *maps, const void *value) {
     int r = x->rank;
     size_t es = kiln_dtype_size(x->dtype);
     int64_t strides[KILN_MAX_RANK], idx[KILN_MAX_RANK] = {0};
     kiln_contiguous_strides(r, x->dims, strides);
-    int64_t n = kiln_shape_count(out->rank, out->dims);
-    for (int64_t i = 0; i < n; i++, kiln_shape_next_index(r, out->dims, idx)) {
-        int64_t off = 0;
+    int64_t n = kiln_shape_count(out->rank, out->dims), w = r > 0 ? out->dims[r - 1] : 1;
+    if (n == 0) return;
+    for (int64_t row = 0, i = 0; row < n / w; row++, kiln_shape_next_index(r - 1, out->dims, idx)) {
+        int64_t base = 0;
         bool constant = false;
-        for (int k = 0; k < r && !constant; k++) {
+        for (int k = 0; k < r - 1 && !constant; k++) {
             int64_t s = maps[k][idx[k]];
             constant = s < 0;
-            off += s * strides[k];
+            base += s * strides[k];
         }
-        if (constant) memcpy((char *)out->data + (size_t)i * es, value, es);
-        else kiln_shape_copy_elem(out->data, i, x->data, off, es);
+        for (int64_t j = 0; j < w;) {
+            int64_t s = r > 0 ? maps[r - 1][j] : 0, run = 1;
+            if (constant || s < 0) {
+                memcpy((char *)out->data + (size_t)i * es, value, es);
+            } else {
+                while (j + run < w && maps[r - 1][j + run] == s + run) run++;
+                memcpy((char *)out->data + (size_t)i * es, (const char *)x->data + (size_t)(base + s) * es, (size_t)run * es);
+            }
+            j += run;
+            i += run;
+        }
     }
 }
 
