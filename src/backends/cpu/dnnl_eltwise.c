@@ -18,6 +18,7 @@ typedef struct elt_state {
     kiln_cpu_cache cache;
     kiln_dnnl_prim prim;
     bool swapped; /* binary: B is src0 (it has the output's shape), A src1 */
+    bool plain;   /* binary: oneDNN offers only its reference kernel for this broadcast: a C loop instead */
 } elt_state;
 
 static void elt_clear(void *v) {
@@ -90,10 +91,47 @@ static kiln_status binary_build(void *state, const kiln_node *n, kiln_tensor *co
     dnnl_primitive_desc_t pd;
     kiln_status s = kiln_dnnl_pd(n, &d, "binary", &pd);
     if (s != KILN_STATUS_OK) return s;
+    /* oneDNN's JIT kernels broadcast some patterns only ([1, H, 1, D] on [B, H, T, D] is not one of
+     * them); its reference kernel then costs ~100 ns an element, a plain loop far less */
+    const char *impl = NULL;
+    st->plain = dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &impl) == dnnl_success && impl &&
+                strncmp(impl, "ref", 3) == 0 && n->act.kind == KILN_ACT_NONE;
+    if (st->plain) {
+        dnnl_primitive_desc_destroy(pd);
+        return KILN_STATUS_OK;
+    }
     static const int ids[] = {DNNL_ARG_SRC_0, DNNL_ARG_SRC_1, DNNL_ARG_DST};
     s = kiln_dnnl_prim_create(&st->prim, pd, ids, 3, n);
     dnnl_primitive_desc_destroy(pd);
     return s;
+}
+
+/* y = a op b, a with y's shape, b broadcast onto it (numpy rules), in float32: each result the
+ * correctly rounded f32 operation, as oneDNN's and the reference's. */
+static void binary_plain(int op, const kiln_tensor *a, const kiln_tensor *b, kiln_tensor *y) {
+    int r = y->rank;
+    int64_t bs[KILN_MAX_RANK], idx[KILN_MAX_RANK] = {0}, st = 1;
+    for (int k = r - 1; k >= 0; k--) { /* b's strides at y's rank, 0 along broadcast dims */
+        int j = k - (r - b->rank);
+        int64_t d = j >= 0 ? b->dims[j] : 1;
+        bs[k] = d == 1 ? 0 : st;
+        st *= d;
+    }
+    int64_t w = r > 0 ? y->dims[r - 1] : 1, n = kiln_shape_count(r, y->dims), step = r > 0 ? bs[r - 1] : 0;
+    const float *xa = a->data, *xb = b->data;
+    float *o = y->data;
+    for (int64_t row = 0; w > 0 && row < n / w; row++, kiln_shape_next_index(r - 1, y->dims, idx)) {
+        int64_t boff = 0;
+        for (int k = 0; k < r - 1; k++) boff += idx[k] * bs[k];
+        const float *pa = xa + row * w, *pb = xb + boff;
+        float *py = o + row * w;
+        switch (op) {
+        case KILN_OP_Sub: for (int64_t j = 0; j < w; j++) py[j] = pa[j] - pb[j * step]; break;
+        case KILN_OP_Mul: for (int64_t j = 0; j < w; j++) py[j] = pa[j] * pb[j * step]; break;
+        case KILN_OP_Div: for (int64_t j = 0; j < w; j++) py[j] = pa[j] / pb[j * step]; break;
+        default: for (int64_t j = 0; j < w; j++) py[j] = pa[j] + pb[j * step]; break;
+        }
+    }
 }
 
 static kiln_status binary_run(const kiln_node *n, void **state, void (**state_free)(void *), kiln_tensor *const *in,
@@ -102,6 +140,10 @@ static kiln_status binary_run(const kiln_node *n, void **state, void (**state_fr
     if (!st) return KILN_STATUS_OUT_OF_MEMORY;
     if (!kiln_dnnl_engine()) return KILN_STATUS_RUNTIME_ERROR;
     KILN_TRY(kiln_cpu_prepare(st, binary_build, n, in, &out[0]));
+    if (st->plain) {
+        binary_plain(n->op, in[st->swapped ? 1 : 0], in[st->swapped ? 0 : 1], &out[0]);
+        return KILN_STATUS_OK;
+    }
     kiln_dnnl_prim_set(&st->prim, DNNL_ARG_SRC_0, in[st->swapped ? 1 : 0]->data);
     kiln_dnnl_prim_set(&st->prim, DNNL_ARG_SRC_1, in[st->swapped ? 0 : 1]->data);
     kiln_dnnl_prim_set(&st->prim, DNNL_ARG_DST, out[0].data);
