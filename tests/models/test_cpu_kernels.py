@@ -198,7 +198,8 @@ def pool_family(g: Graph):
 
 def norm_eltwise_family(g: Graph):
     g.output(g.node("Softmax", [g.input((3, 5, 37))], fast="softmax_last", axis=-1), "softmax_last")
-    g.output(g.node("Softmax", [g.input((2, 13, 4))], fast="softmax_mid", axis=1), "softmax_mid")
+    g.output(g.node("Softmax", [g.input((2, 13, 4))], fast="softmax_mid", kernel="cpu", axis=1), "softmax_mid")
+    g.output(g.node("LogSoftmax", [g.input((3, 16, 4, 7))], fast="logsoftmax_mid", kernel="cpu", axis=1), "logsoftmax_mid")
     g.output(g.node("LogSoftmax", [g.input((4, 19))], fast="logsoftmax", axis=-1), "logsoftmax")
     g.output(g.node("LayerNormalization", [g.input((2, 7, 33)), g.weight(33, fan_in=1), g.weight(33, fan_in=1)],
                     fast="ln_last", axis=-1, epsilon=1e-5), "ln_last")

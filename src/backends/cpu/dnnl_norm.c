@@ -1,4 +1,5 @@
-/* dnnl_norm.c — Softmax and LogSoftmax (f32, any axis; the pre-13 2-D mode as a 2-D view) and
+/* dnnl_norm.c — Softmax and LogSoftmax (f32, any axis; the pre-13 2-D mode as a 2-D view; an axis
+ * with dims after it, which oneDNN runs with its reference kernel only, in a plain loop) and
  * LayerNormalization (f32, over X.shape[axis:], Scale and B of that many elements, no Mean /
  * InvStdDev outputs) through oneDNN's softmax_v2 and layer normalization primitives, on
  * kiln's plain tensors. Statistics are in float where the reference kernels use double: the
@@ -84,11 +85,46 @@ static kiln_status layer_norm_build(void *state, const kiln_node *n, kiln_tensor
     return make_prim(state, n, &d, ids, 6);
 }
 
+/* (Log)Softmax along the middle axis of x seen as (outer, d, inner), inner > 1: each (o, i) column
+ * in float, its max, exp and sum kept per column across the inner positions (contiguous rows). */
+static kiln_status softmax_columns(const kiln_node *n, const float *x, float *y, int64_t outer, int64_t d, int64_t inner) {
+    float *m = kiln_cpu_scratch(KILN_CPU_SCRATCH_SRC, sizeof(float) * 2 * (size_t)inner, n), *s = m + inner;
+    if (!m) return KILN_STATUS_OUT_OF_MEMORY;
+    bool log = n->op == KILN_OP_LogSoftmax;
+    for (int64_t o = 0; o < outer; o++) {
+        const float *xo = x + o * d * inner;
+        float *yo = y + o * d * inner;
+        for (int64_t i = 0; i < inner; i++) m[i] = -INFINITY, s[i] = 0.0f;
+        for (int64_t a = 0; a < d; a++)
+            for (int64_t i = 0; i < inner; i++) m[i] = fmaxf(m[i], xo[a * inner + i]);
+        for (int64_t a = 0; a < d; a++)
+            for (int64_t i = 0; i < inner; i++) {
+                float e = expf(xo[a * inner + i] - m[i]);
+                s[i] += e;
+                if (!log) yo[a * inner + i] = e;
+            }
+        for (int64_t a = 0; a < d; a++)
+            for (int64_t i = 0; i < inner; i++)
+                yo[a * inner + i] = log ? xo[a * inner + i] - m[i] - logf(s[i]) : yo[a * inner + i] / s[i];
+    }
+    return KILN_STATUS_OK;
+}
+
 static kiln_status norm_run(const kiln_node *n, void **state, void (**state_free)(void *), kiln_tensor *const *in,
                             kiln_tensor *out) {
+    bool ln = n->op == KILN_OP_LayerNormalization;
+    int axis;
+    const red_softmax_params *sp = n->params;
+    if (!ln && !sp->legacy_2d && red_softmax_axis(n, in[0]->rank, &axis) == KILN_STATUS_OK && axis < in[0]->rank - 1) {
+        const kiln_tensor *X = in[0];
+        KILN_TRY(softmax_columns(n, X->data, out[0].data, kiln_nn_prod(X->dims, 0, axis), X->dims[axis],
+                                 kiln_nn_prod(X->dims, axis + 1, X->rank)));
+        kiln_cpu_report(n, &out[0], "cpu");
+        return KILN_STATUS_OK;
+    }
+    kiln_clear_error();
     norm_state *st = kiln_cpu_state(n, state, state_free, sizeof *st, norm_clear);
     if (!st) return KILN_STATUS_OUT_OF_MEMORY;
-    bool ln = n->op == KILN_OP_LayerNormalization;
     KILN_TRY(kiln_cpu_prepare(st, ln ? layer_norm_build : softmax_build, n, in, &out[0]));
     kiln_dnnl_prim_set(&st->prim, DNNL_ARG_SRC, in[0]->data);
     kiln_dnnl_prim_set(&st->prim, DNNL_ARG_DST, out[0].data);
