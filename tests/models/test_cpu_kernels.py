@@ -221,6 +221,8 @@ def norm_eltwise_family(g: Graph):
         name = "u_" + op.lower()
         g.output(g.node(op, [g.input((3, 17, 5))], fast=name, **attrs), name)
     g.output(g.node("Sqrt", [g.input((5, 13), positive=True)], fast="u_sqrt"), "u_sqrt")
+    g.output(g.node("Pow", [g.input((3, 8, 33)), g.const(np.float32(2.0))], fast="pow_square", kernel="cpu"), "pow_square")
+    g.output(g.node("Pow", [g.input((4, 9), positive=True), g.const(np.float32(3.0))]), "pow_cube")  # the reference
     g.output(g.node("Transpose", [g.input((2, 3, 5, 7))], fast="transpose_nhwc", perm=[0, 2, 3, 1]), "transpose_nhwc")
     g.output(g.node("Transpose", [g.input((4, 9, 6))], fast="transpose_rev"), "transpose_rev")
 

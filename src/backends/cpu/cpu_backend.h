@@ -20,6 +20,7 @@
  * and, without oneDNN too:
  *   attention.c     Attention (f32; GQA, masks, causal, past keys/values)
  *   quant.c         QuantizeLinear, DequantizeLinear (f32 <-> int8/uint8, per tensor or axis)
+ *   elementwise.c   Pow by a constant 2 (f32)
  *
  * What a kernel gets: tensors in host memory, dtypes and dims known; out[0..] are already
  * placed (arena, or the caller's buffer for a graph output), so a kernel only writes
@@ -66,6 +67,8 @@ const char *kiln_cpu_kernel_name(const kiln_node *n, kiln_tensor *const *in, con
 void kiln_cpu_register_attention(kiln_cpu_op *table);
 /* quant.c: QuantizeLinear / DequantizeLinear, float32 <-> 8-bit (plain C) */
 void kiln_cpu_register_quant(kiln_cpu_op *table);
+/* elementwise.c: Pow by a constant 2 (plain C) */
+void kiln_cpu_register_elementwise(kiln_cpu_op *table);
 #ifdef KILN_HAVE_DNNL
 void kiln_cpu_register_dnnl_conv(kiln_cpu_op *table);
 void kiln_cpu_register_dnnl_matmul(kiln_cpu_op *table);

@@ -13,6 +13,7 @@ static pthread_once_t table_once = PTHREAD_ONCE_INIT;
 static void fill_table(void) {
     kiln_cpu_register_attention(table);
     kiln_cpu_register_quant(table);
+    kiln_cpu_register_elementwise(table);
 #ifdef KILN_HAVE_DNNL
     kiln_cpu_register_dnnl_conv(table);
     kiln_cpu_register_dnnl_matmul(table);
