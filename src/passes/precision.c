@@ -9,7 +9,7 @@
  * same engine interface at every precision. Nodes named in keep_fp32 (--layer-precision
  * NODE:fp32) and ops that lose too much in 16 bits (Pow, Exp-based reductions, ReduceProd,
  * cumulative sums...) stay float32. So do Sin and Cos, with the arithmetic that computes their
- * argument (see keep_phases). */
+ * argument (see keep_phases), and the statistics computed from a Pow (see keep_statistics). */
 #include "pass_util.h"
 #include "passes.h"
 
@@ -139,6 +139,29 @@ static kiln_status keep_phases(const kiln_graph *g, bool *keep) {
     return KILN_STATUS_OK;
 }
 
+/* Marks the statistics a float32 Pow feeds to stay float32 too: the mean of its squares
+ * (ReduceMean), the epsilon added to it (Add of a constant), the root and its reciprocal — an
+ * exported RMSNorm or variance up to the division. A mean square in fp16 is infinite once the RMS
+ * passes 256 (65504 = 256^2), which transformer hidden states with outlier channels reach; the
+ * root is back in range, and the division or product by it runs in 16 bits as usual. */
+static void keep_statistics(const kiln_graph *g, bool *keep, bool *stat) {
+    for (int i = 0; i < g->n_nodes; i++) { /* topological order: a node's producers come first */
+        const kiln_node *n = &g->nodes[i];
+        bool mean = n->op == KILN_OP_ReduceMean;
+        if (!mean && n->op != KILN_OP_Add && n->op != KILN_OP_Sqrt && n->op != KILN_OP_Reciprocal) continue;
+        bool from = false, rest_const = true; /* fed by a Pow (the mean) or a statistic (the rest), else constants */
+        for (int k = 0; k < n->n_declared; k++) {
+            int v = n->inputs[k];
+            if (!is_f32(g, v)) continue;
+            int p = g->values[v].producer;
+            if (p >= 0 && (mean ? g->nodes[p].op == KILN_OP_Pow : stat[p])) from = true;
+            else if (!(g->values[v].flags & KILN_VALUE_CONST)) rest_const = false;
+        }
+        stat[i] = from && rest_const;
+        keep[i] |= stat[i];
+    }
+}
+
 static bool kept(const kiln_node *n, const char *const *keep, int n_keep) {
     for (int k = 0; k < n_keep; k++)
         if (strcmp(n->name, keep[k]) == 0) return true;
@@ -157,7 +180,9 @@ kiln_status kiln_pass_reduce_precision(kiln_graph *g, kiln_dtype to, const char 
     bool *up = kiln_calloc((size_t)(g->n_values ? g->n_values : 1), sizeof(bool)); /* outputs moved to a twin */
     int n_nodes = g->n_nodes;
     bool *phase = kiln_calloc((size_t)(n_nodes ? n_nodes : 1), sizeof(bool)); /* Sin/Cos and their arguments */
-    kiln_status s = up && phase ? keep_phases(g, phase) : kiln_error(KILN_STATUS_OUT_OF_MEMORY, "out of memory");
+    bool *stat = kiln_calloc((size_t)(n_nodes ? n_nodes : 1), sizeof(bool)); /* statistics after a Pow */
+    kiln_status s = up && phase && stat ? keep_phases(g, phase) : kiln_error(KILN_STATUS_OUT_OF_MEMORY, "out of memory");
+    if (s == KILN_STATUS_OK) keep_statistics(g, phase, stat);
     if (s == KILN_STATUS_OK) s = pc_init(&lc.pc, g);
     for (int i = 0; s == KILN_STATUS_OK && i < n_nodes; i++) {
         const kiln_node *n = &g->nodes[i];
@@ -197,6 +222,7 @@ kiln_status kiln_pass_reduce_precision(kiln_graph *g, kiln_dtype to, const char 
     free(lc.low);
     free(up);
     free(phase);
+    free(stat);
     if (s == KILN_STATUS_OK) s = kiln_graph_infer(g);
     if (st) {
         st->fused = lc.nodes;

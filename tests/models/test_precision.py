@@ -98,3 +98,46 @@ def test_sinusoid_phases_stay_fp32(prec, tmp_path):
     import json
     precs = {l["name"]: l["precision"] for l in json.loads(r.stdout)["layers"]}
     assert [precs[n] for n in ("mul", "cos", "sin", "proj")] == ["fp32"] * 3 + [prec], precs
+
+
+def rmsnorm_model():
+    """An exported RMSNorm: x * 1/sqrt(mean(x^2) + eps) * w, then a product."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    d = 64
+    w = numpy_helper.from_array((RNG.uniform(0.5, 1.5, d)).astype(np.float32), "w")
+    proj = numpy_helper.from_array((RNG.standard_normal((d, 16)) / 8).astype(np.float32), "proj")
+    nodes = [helper.make_node("Pow", ["x", "two"], ["sq"]),
+             helper.make_node("ReduceMean", ["sq"], ["ms"], axes=[-1], keepdims=1),
+             helper.make_node("Add", ["ms", "eps"], ["mse"]),
+             helper.make_node("Sqrt", ["mse"], ["rms"]),
+             helper.make_node("Reciprocal", ["rms"], ["inv"]),
+             helper.make_node("Mul", ["x", "inv"], ["xn"]),
+             helper.make_node("Mul", ["w", "xn"], ["y0"]),
+             helper.make_node("MatMul", ["y0", "proj"], ["y"])]
+    inits = [w, proj, helper.make_tensor("two", TensorProto.FLOAT, [], [2.0]), helper.make_tensor("eps", TensorProto.FLOAT, [], [1e-6])]
+    g = helper.make_graph(nodes, "rms", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [3, 5, d])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [3, 5, 16])], inits)
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def test_rmsnorm_statistics_stay_fp32(tmp_path):
+    """Hidden states with an outlier channel (RMS ~ 600): in fp16 the mean square (3.6e5) would be
+    infinite and the output 0; the statistics after the Pow stay float32, the rest runs in fp16."""
+    import json
+
+    x = RNG.standard_normal((3, 5, 64)).astype(np.float32)
+    x[..., 7] = 4000.0  # an outlier channel: RMS = 4000 / 8 = 500
+    path = tmp_path / "rms.onnx"
+    onnx.save(rmsnorm_model(), str(path))
+    (tmp_path / "ref").mkdir()
+    (tmp_path / "eng").mkdir()
+    run, ref = kilnrun.run_model(path, {"x": x}, tmp_path / "ref", build_args=[])
+    assert run.kind == "ok", run.message
+    run, got = kilnrun.run_model(path, {"x": x}, tmp_path / "eng", engine=True, build_args=["--device", "cpu", "--fp16"])
+    assert run.kind == "ok", run.message
+    err = float(np.linalg.norm(got["y"].astype(np.float64) - ref["y"]) / np.linalg.norm(ref["y"].astype(np.float64)))
+    assert np.isfinite(got["y"]).all() and err <= BOUND["fp16"], err
+    layers = json.loads(kilnrun.run_kiln(["inspect", tmp_path / "eng" / "model.kiln", "--json"]).stdout)["layers"]
+    prec = {la["op"]: la["precision"] for la in layers if la["op"] != "Cast"}
+    assert prec["ReduceMean"] == prec["Sqrt"] == prec["Reciprocal"] == "fp32" and prec["MatMul"] == "fp16", prec
