@@ -176,7 +176,9 @@ def test_profile_layers_add_up(engine, tmp_path):
     assert len(rows) == len(desc["layers"])
     totals = [t for _, t in rows]
     assert totals == sorted(totals, reverse=True), "the table is sorted by cost"
-    assert rows[0][0].startswith("conv"), f"a conv should cost most, table starts with {rows[0]}"
+    # which layer costs most is a timing (with --warmup 0 a first call's kernel set-up can dominate):
+    # not asserted; every layer is in the table once
+    assert sorted(name for name, _ in rows) == sorted(l["name"][:40] for l in desc["layers"])
 
 
 def test_two_streams(engine, tmp_path):
