@@ -56,6 +56,8 @@ bool kiln_cpu_forced_ref(void);
 /* True when the environment sets KILN_CPU_VERBOSE: each fast kernel names itself on stderr when
  * it (re)builds for a node ("kiln cpu: node 'n' (Op) f32[...]: onednn"), or says why not. */
 bool kiln_cpu_verbose(void);
+/* Element i of an int8 / uint8 tensor. */
+int32_t kiln_cpu_q8_at(const kiln_tensor *t, int64_t i);
 /* With KILN_CPU_VERBOSE, that line for node n (output out) run by `kernel`. */
 void kiln_cpu_report(const kiln_node *n, const kiln_tensor *out, const char *kernel);
 

@@ -438,10 +438,6 @@ kiln_status kiln_cpu_prepare(void *st, kiln_cpu_build_fn build, const kiln_node 
 
 /* ---- 8-bit tensors as floats ---- */
 
-int32_t kiln_cpu_q8_at(const kiln_tensor *t, int64_t i) {
-    return t->dtype == KILN_DTYPE_U8 ? ((const uint8_t *)t->data)[i] : ((const int8_t *)t->data)[i];
-}
-
 float kiln_cpu_q8_to_float(const kiln_tensor *t, const kiln_tensor *zp, bool per_col, float *dst) {
     int64_t count = kiln_shape_count(t->rank, t->dims), nz = zp ? kiln_shape_count(zp->rank, zp->dims) : 1;
     int64_t cols = t->rank > 0 ? t->dims[t->rank - 1] : 1;

@@ -161,8 +161,6 @@ static inline bool kiln_cpu_output_omitted(const kiln_node *n, int j) { return j
 static inline bool kiln_cpu_is_q8(const kiln_tensor *t) {
     return t && t->rank >= 0 && (t->dtype == KILN_DTYPE_U8 || t->dtype == KILN_DTYPE_I8);
 }
-/* Element i of an int8 / uint8 tensor. */
-int32_t kiln_cpu_q8_at(const kiln_tensor *t, int64_t i);
 /* dst = t - zp as floats (exact), for an 8-bit t. zp (NULL: 0) is per tensor, or has one value
  * per row of t's leading dim, or with per_col one per column of t's last dim. Returns max |dst|. */
 float kiln_cpu_q8_to_float(const kiln_tensor *t, const kiln_tensor *zp, bool per_col, float *dst);

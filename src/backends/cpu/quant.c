@@ -30,11 +30,6 @@ static bool q_supports(const kiln_node *n, kiln_tensor *const *in, const kiln_te
     return !zp || zp->dtype == (q ? out->dtype : in[0]->dtype);
 }
 
-/* The 8-bit value at i of an int8 or uint8 tensor. */
-static int32_t q8(const kiln_tensor *t, int64_t i) {
-    return t->dtype == KILN_DTYPE_U8 ? ((const uint8_t *)t->data)[i] : ((const int8_t *)t->data)[i];
-}
-
 static void quantize_run(const float *x, float s, float z, float lo, float hi, int64_t n, kiln_dtype t, void *y) {
     for (int64_t i = 0; i < n; i++) {
         float r = rintf(x[i] / s);
@@ -59,13 +54,16 @@ static kiln_status q_run(const kiln_node *n, void **state, void (**state_free)(v
     for (int64_t o = 0, k = 0; o < l.outer; o++)
         for (int64_t a = 0; a < l.d; a++, k += l.inner) {
             int64_t j = seq_quant_index(&l, o, a, 0);
-            int32_t z = zp ? q8(zp, j) : 0;
+            int32_t z = zp ? kiln_cpu_q8_at(zp, j) : 0;
             if (q) {
                 void *y = (uint8_t *)out->data + k;
                 quantize_run((const float *)x->data + k, sc[j], (float)z, lo, hi, l.inner, t, y);
             } else {
                 float *y = (float *)out->data + k;
-                for (int64_t i = 0; i < l.inner; i++) y[i] = (float)(q8(x, k + i) - z) * sc[j];
+                if (x->dtype == KILN_DTYPE_U8)
+                    for (int64_t i = 0; i < l.inner; i++) y[i] = (float)(((const uint8_t *)x->data)[k + i] - z) * sc[j];
+                else
+                    for (int64_t i = 0; i < l.inner; i++) y[i] = (float)(((const int8_t *)x->data)[k + i] - z) * sc[j];
             }
         }
     kiln_cpu_report(n, out, "cpu");

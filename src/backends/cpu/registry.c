@@ -33,6 +33,10 @@ bool kiln_cpu_verbose(void) {
     return v && *v && strcmp(v, "0") != 0;
 }
 
+int32_t kiln_cpu_q8_at(const kiln_tensor *t, int64_t i) {
+    return t->dtype == KILN_DTYPE_U8 ? ((const uint8_t *)t->data)[i] : ((const int8_t *)t->data)[i];
+}
+
 void kiln_cpu_report(const kiln_node *n, const kiln_tensor *out, const char *kernel) {
     if (!kiln_cpu_verbose()) return;
     char desc[160];
