@@ -72,7 +72,6 @@ from typing import Callable
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "zoo" / "export"))
 sys.path.insert(0, str(REPO / "tests"))
 import kilnrun  # noqa: E402  (save_npz, shapes_arg)
 from kilnrun import cosine  # noqa: E402  (the zoo tests' cosine: two zero vectors agree)

@@ -110,13 +110,8 @@ static kiln_status binary_build(void *state, const kiln_node *n, kiln_tensor *co
  * correctly rounded f32 operation, as oneDNN's and the reference's. */
 static void binary_plain(int op, const kiln_tensor *a, const kiln_tensor *b, kiln_tensor *y) {
     int r = y->rank;
-    int64_t bs[KILN_MAX_RANK], idx[KILN_MAX_RANK] = {0}, st = 1;
-    for (int k = r - 1; k >= 0; k--) { /* b's strides at y's rank, 0 along broadcast dims */
-        int j = k - (r - b->rank);
-        int64_t d = j >= 0 ? b->dims[j] : 1;
-        bs[k] = d == 1 ? 0 : st;
-        st *= d;
-    }
+    int64_t bs[KILN_MAX_RANK], idx[KILN_MAX_RANK] = {0};
+    kiln_broadcast_strides(b->rank, b->dims, r, y->dims, bs); /* 0 along broadcast dims */
     int64_t w = r > 0 ? y->dims[r - 1] : 1, n = kiln_shape_count(r, y->dims), step = r > 0 ? bs[r - 1] : 0;
     const float *xa = a->data, *xb = b->data;
     float *o = y->data;

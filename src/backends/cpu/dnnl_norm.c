@@ -115,14 +115,17 @@ static kiln_status norm_run(const kiln_node *n, void **state, void (**state_free
     bool ln = n->op == KILN_OP_LayerNormalization;
     int axis;
     const red_softmax_params *sp = n->params;
-    if (!ln && !sp->legacy_2d && red_softmax_axis(n, in[0]->rank, &axis) == KILN_STATUS_OK && axis < in[0]->rank - 1) {
+    if (!ln && !sp->legacy_2d) {
         const kiln_tensor *X = in[0];
-        KILN_TRY(softmax_columns(n, X->data, out[0].data, kiln_nn_prod(X->dims, 0, axis), X->dims[axis],
-                                 kiln_nn_prod(X->dims, axis + 1, X->rank)));
-        kiln_cpu_report(n, &out[0], "cpu");
-        return KILN_STATUS_OK;
+        if (red_softmax_axis(n, X->rank, &axis) != KILN_STATUS_OK) {
+            kiln_clear_error(); /* softmax_build reports it */
+        } else if (axis < X->rank - 1) {
+            KILN_TRY(softmax_columns(n, X->data, out[0].data, kiln_nn_prod(X->dims, 0, axis), X->dims[axis],
+                                     kiln_nn_prod(X->dims, axis + 1, X->rank)));
+            kiln_cpu_report(n, &out[0], "cpu");
+            return KILN_STATUS_OK;
+        }
     }
-    kiln_clear_error();
     norm_state *st = kiln_cpu_state(n, state, state_free, sizeof *st, norm_clear);
     if (!st) return KILN_STATUS_OUT_OF_MEMORY;
     KILN_TRY(kiln_cpu_prepare(st, ln ? layer_norm_build : softmax_build, n, in, &out[0]));
