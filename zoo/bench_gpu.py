@@ -364,6 +364,17 @@ def kiln_cells(row: dict, case: Case, onnx_path: Path, feeds: dict, ref: dict, w
                     row[f"kiln_{prec}{tag}_compute_ms"] = summ["compute_ms"]["median"]
                     if not tag:
                         row[f"kiln_{prec}_h2d_ms"] = summ["h2d_ms"]["median"]
+            if prec in a.profile_list:
+                # a per-layer table (kiln bench --profile: each layer timed apart, so no CUDA graph) beside the JSON
+                pdir = Path(a.out) / "profiles"
+                pdir.mkdir(exist_ok=True)
+                try:
+                    p = subprocess.run([str(x) for x in [kiln, "bench", eng, "--inputs", xin, "--iterations", 20,
+                                                         "--duration", 0, "--warmup", a.warmup_ms, "--profile"]],
+                                       capture_output=True, text=True, timeout=budget.timeout())
+                    (pdir / f"{row['model']}_b{bs}_{prec}.txt").write_text(p.stdout + p.stderr)
+                except subprocess.TimeoutExpired:
+                    row[f"kiln_{prec}_profile_error"] = "kiln bench --profile: stopped (time budget)"
         except Exception as e:  # noqa: BLE001
             row[f"kiln_{prec}_error"] = str(e)[:700]
         finally:
@@ -560,6 +571,8 @@ def main(argv=None) -> int:
                     "(groot_dit, vlm_backbone at full size: see their notes)")
     ap.add_argument("--int8-timeout", type=float, default=150,
                     help="seconds for an INT8 build that calibrates (kiln calibrates on the CPU), default 150")
+    ap.add_argument("--profile", default="", metavar="PRECS",
+                    help="also write kiln bench --profile tables for these precisions (e.g. fp16,int8) to OUT/profiles/")
     ap.add_argument("--time-budget", type=float, help="seconds: no model or cell is started after this")
     ap.add_argument("--no-compile", action="store_true", help="no torch.compile cells")
     ap.add_argument("--compile-precisions", default="fp32,fp16", help="torch.compile cells for these (default fp32,fp16)")
@@ -577,6 +590,7 @@ def main(argv=None) -> int:
         print(f"wrote {results}" + (f", {bench_md}" if bench_md else "") if results else "CPU runs: nothing written (give --results)")
         return 0
     a.batches_list = [int(b) for b in a.batches.split(",")] if a.batches else None
+    a.profile_list = [p for p in a.profile.split(",") if p]
     if a.duration is None:
         a.duration = 1.0 if a.device == "cuda" else 0.0
     names = a.models.split(",") if a.models else list(ESTIMATE_S)
