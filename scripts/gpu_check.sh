@@ -54,7 +54,9 @@ if want ops; then
       | tee -a "$log" | tail -1 | grep -q " 0 failed" || rc=1
   fi
     step "op suite (tests/gpu/test_gpu_ops.py)"
-  timeout "$limit" python3 -m pytest -q -p no:cacheprovider -n "$((jobs / 2))" tests/gpu/test_gpu_ops.py -rA 2>&1 \
+  # OPS_FILTER: a pytest -k expression (only those cases)
+  timeout "$limit" python3 -m pytest -q -p no:cacheprovider -n "$((jobs / 2))" tests/gpu/test_gpu_ops.py -rA \
+    ${OPS_FILTER:+-k "$OPS_FILTER"} 2>&1 \
     | grep -v "^PASSED" > "$OUT/ops.txt"; tail -40 "$OUT/ops.txt" | tee -a "$log"; tail -1 "$OUT/ops.txt" | grep -q "failed\|error" && rc=1
 fi
 if want models; then

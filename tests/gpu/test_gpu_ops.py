@@ -199,3 +199,76 @@ def test_large_constant_derived_values_run_on_the_gpu(tmp_path):
     run, got = kilnrun.run_model(eng, feeds, tmp_path / "gpu")
     assert run.kind == "ok", run.message
     assert _rel_err(got["y"], ref["y"]) <= BOUND["fp32"]
+
+
+def test_data_sized_expand_runs_on_the_gpu(tmp_path):
+    """An Expand of host indices (NonZero on the host) to a shape known only at run time, times
+    64x7x7 (Faster R-CNN's RoI pooling: box indices expanded for a ScatterElements) runs on the
+    GPU: on the host it made 100 MB of int64 there and copied them over."""
+    import json
+
+    from onnx import TensorProto, helper
+
+    nodes = [helper.make_node("Greater", ["x", "zero_f"], ["pos"]),
+             helper.make_node("NonZero", ["pos"], ["nz"]),
+             helper.make_node("Reshape", ["nz", "col4"], ["idx"]),
+             helper.make_node("Shape", ["idx"], ["sh"]),
+             helper.make_node("Slice", ["sh", "zero", "one"], ["k"]),
+             helper.make_node("Concat", ["k", "chw"], ["full"], axis=0),
+             helper.make_node("Expand", ["idx", "full"], ["e"]),
+             helper.make_node("GatherElements", ["d", "e"], ["y"], axis=0)]
+    inits = [helper.make_tensor("zero_f", TensorProto.FLOAT, [], [0.0]),
+             helper.make_tensor("col4", TensorProto.INT64, [4], [-1, 1, 1, 1]),
+             helper.make_tensor("zero", TensorProto.INT64, [1], [0]), helper.make_tensor("one", TensorProto.INT64, [1], [1]),
+             helper.make_tensor("chw", TensorProto.INT64, [3], [64, 7, 7])]
+    g = helper.make_graph(nodes, "expand", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [50]),
+                                            helper.make_tensor_value_info("d", TensorProto.FLOAT, [50, 64, 7, 7])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["K", 64, 7, 7])], inits)
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    feeds = {"x": rnd(50), "d": rnd(50, 64, 7, 7)}
+    path, ref = _reference(tmp_path, m, feeds)
+    eng = tmp_path / "model.kiln"
+    b = kilnrun.run_kiln(["build", path, "-o", eng, "--shapes", kilnrun.shapes_arg(feeds), "--device", "cuda",
+                          "--host-fallback"])
+    assert b.kind == "ok", b.message
+    layers = {la["op"]: la["kernel"] for la in json.loads(kilnrun.run_kiln(["inspect", eng, "--json"]).stdout)["layers"]}
+    print(layers)
+    assert layers["NonZero"] == "host" and layers["Expand"] != "host", layers
+    (tmp_path / "gpu").mkdir()
+    run, got = kilnrun.run_model(eng, feeds, tmp_path / "gpu")
+    assert run.kind == "ok", run.message
+    assert got["y"].shape == ref["y"].shape and np.array_equal(got["y"], ref["y"])
+
+
+def _topk_model(shape, axis, k, largest, dtype):
+    from onnx import TensorProto, helper
+
+    t = {np.float32: TensorProto.FLOAT, np.int32: TensorProto.INT32}[dtype]
+    g = helper.make_graph([helper.make_node("TopK", ["x", "k"], ["v", "i"], axis=axis, largest=largest)], "topk",
+                          [helper.make_tensor_value_info("x", t, shape)],
+                          [helper.make_tensor_value_info("v", t, None), helper.make_tensor_value_info("i", TensorProto.INT64, None)],
+                          [helper.make_tensor("k", TensorProto.INT64, [1], [k])])
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+
+
+@pytest.mark.parametrize("shape,axis,k,largest,dtype", [
+    ([2, 120001], 1, 1000, 1, np.float32),    # region proposals: 30 chunks, four rounds
+    ([3, 9000, 2], 1, 2048, 0, np.float32),   # k at its long-row limit, strided (inner 2), smallest
+    ([1, 50000], -1, 1500, 1, np.int32),      # ties everywhere: the lower index first
+    ([4097], 0, 1, 1, np.float32),            # one element past a single chunk
+    ([2, 8192], 1, 4096, 0, np.float32),      # no: k > 2048 on a long row is refused
+])
+def test_topk_long_rows(tmp_path, shape, axis, k, largest, dtype):
+    """TopK on rows longer than one chunk (4096): values and indices equal the reference's."""
+    r = np.random.default_rng(11)
+    x = r.integers(0, 20, shape).astype(dtype) if dtype == np.int32 else r.standard_normal(shape).astype(dtype)
+    m = _topk_model(shape, axis, k, largest, dtype)
+    path, ref = _reference(tmp_path, m, {"x": x})
+    (tmp_path / "gpu").mkdir()
+    run, got = kilnrun.run_model(path, {"x": x}, tmp_path / "gpu", engine=True, build_args=["--device", "cuda"])
+    if k > 2048:
+        assert run.kind != "ok" and "TopK" in run.message and "2048" in run.message, run.message
+        return
+    assert run.kind == "ok", run.message
+    for name in ("v", "i"):
+        assert got[name].shape == ref[name].shape and np.array_equal(got[name], ref[name]), name

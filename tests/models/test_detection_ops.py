@@ -7,6 +7,12 @@ by kiln interpreted and as an engine, against onnxruntime.
                                  type is still unknown (rank -1); it must count as unknown, not as a
                                  known scalar (torchvision's batched_nms: If(numel == 0) else
                                  ReduceMax(boxes) ... NonMaxSuppression)
+    nms_many_boxes               NonMaxSuppression over thousands of boxes in clusters (region
+                                 proposals: most pairs apart, some overlapping near the
+                                 threshold), 2 batches x 3 classes, both box formats, with and
+                                 without a score threshold: the selected triples equal ORT's
+                                 exactly (the kernel tests overlaps in blocks, IoU only where
+                                 boxes overlap)
 
 Inputs are fresh random draws; the seed is printed.
 
@@ -91,3 +97,35 @@ def test_subgraph_reads_node_output(tmp_path, engine, n):
     boxes = np.concatenate([xy, xy + rng.uniform(4, 20, (n, 2)).astype(np.float32)], axis=1)
     scores = rng.permutation(n).astype(np.float32) / max(n, 1) + 0.01  # distinct: no ties in the order
     check(tmp_path, branch_model(), {"boxes": boxes, "scores": scores}, engine)
+
+
+def nms_model(center: int, with_threshold: bool) -> onnx.ModelProto:
+    f, i64 = TensorProto.FLOAT, TensorProto.INT64
+    ins = ["boxes", "scores", "max_out", "iou"] + (["thr"] if with_threshold else [])
+    inits = [numpy_helper.from_array(np.array([1500], np.int64), "max_out"),
+             numpy_helper.from_array(np.array([0.6], np.float32), "iou"),
+             numpy_helper.from_array(np.array([0.3], np.float32), "thr")][:len(ins) - 2]
+    graph = helper.make_graph([helper.make_node("NonMaxSuppression", ins, ["sel"], center_point_box=center)], "g",
+                              [helper.make_tensor_value_info("boxes", f, [2, "N", 4]),
+                               helper.make_tensor_value_info("scores", f, [2, 3, "N"])],
+                              [helper.make_tensor_value_info("sel", i64, ["K", 3])], initializer=inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    return model
+
+
+@pytest.mark.parametrize("center,with_threshold", [(0, False), (0, True), (1, False)])
+def test_nms_many_boxes(tmp_path, center, with_threshold):
+    rng = np.random.default_rng(SEED)
+    n = 2999
+    centre = rng.uniform(0, 800, (60, 2))[rng.integers(0, 60, (2, n))] + rng.normal(0, 12, (2, n, 2))
+    size = rng.uniform(8, 60, (2, n, 2))
+    if center:
+        boxes = np.concatenate([centre, size], axis=2)
+    else:  # [y1, x1, y2, x2], some corners given in the other order
+        lo, hi = centre - size / 2, centre + size / 2
+        flip = rng.random((2, n, 1)) < 0.2
+        boxes = np.concatenate([np.where(flip, hi, lo), np.where(flip, lo, hi)], axis=2)
+    boxes = boxes.astype(np.float32)
+    scores = rng.random((2, 3, n)).astype(np.float32)
+    check(tmp_path, nms_model(center, with_threshold), {"boxes": boxes, "scores": scores}, engine=True)

@@ -3,9 +3,10 @@
  * Placement. Every node runs either on the GPU (its kiln_cuda_op) or on the host (its reference
  * kernel). A node runs on the host when it only does shape arithmetic: Shape and Size, and any
  * node whose inputs all live on the host (constants and host outputs) and whose outputs are
- * small (HOST_MAX_BYTES in every profile: index and shape math). A node with host inputs and a
- * large output (a positional table sliced by the input's length, a product of two constants)
- * runs on the GPU, or on the host when it has no GPU kernel. Everything else must
+ * small (HOST_MAX_BYTES in every profile, or sized by data and not floats: index and shape
+ * math). A node with host inputs and a large output (a positional table sliced by the input's
+ * length, a product of two constants, an Expand to a shape known only at run time) runs on the
+ * GPU, or on the host when it has no GPU kernel. Everything else must
  * have a GPU kernel that accepts it, or the build is refused naming the node and the reason;
  * with host fallback (kiln build --host-fallback, like ONNX Runtime's CPU fallback) such a node
  * runs on the host instead, its reason kept for kiln inspect.
@@ -119,8 +120,16 @@ static const char *gpu_refusal(const kiln_graph *g, const kiln_node *n) {
 #define HOST_MAX_BYTES 65536
 
 /* Whether node n's outputs are small enough for the host in every profile: planned at most
- * HOST_MAX_BYTES, or sized by data (NonZero, Range of a computed length) and not floats. */
+ * HOST_MAX_BYTES, or sized by data (NonZero, Range of a computed length), not floats, and not
+ * made by an op that multiplies its input's size by a shape (Expand, Tile, ConstantOfShape:
+ * Faster R-CNN's RoI pooling expands a few hundred box indices to [boxes, 256, 7, 7], 100 MB of
+ * int64 that took 150 ms on the host and as long again to copy to the GPU). */
 static bool small_outputs(const kiln_engine *e, const kiln_node *n) {
+    if (n->op == KILN_OP_Expand || n->op == KILN_OP_Tile || n->op == KILN_OP_ConstantOfShape) {
+        for (int j = 0; j < n->n_outputs; j++)
+            for (int p = 0; n->outputs[j] >= 0 && p < e->n_profiles; p++)
+                if (e->profiles[p].plan.slots[n->outputs[j]].offset == KILN_PLAN_DYNAMIC) return false;
+    }
     for (int j = 0; j < n->n_outputs; j++) {
         int v = n->outputs[j];
         if (v < 0) continue;

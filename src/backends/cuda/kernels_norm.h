@@ -100,12 +100,15 @@ KILN_CUDA_EXTERN cudaError_t kiln_norm_cumulative(int ct, const void *x, void *y
 
 /* ---- TopK along the middle axis of (outer, len, inner): values (may be NULL) and int64
  * indices (may be NULL) of shape (outer, k, inner), sorted, ties to the lower index, NaN
- * largest. Rows longer than KILN_NORM_TOPK_SORT_MAX take k selection rounds; k there must be
- * at most KILN_NORM_TOPK_SELECT_MAX_K (cudaErrorInvalidValue otherwise). */
+ * largest. Rows longer than KILN_NORM_TOPK_SORT_MAX are cut into chunks sorted in parallel,
+ * rounds of them; k there must be at most KILN_NORM_TOPK_LONG_MAX_K and scratch must hold
+ * kiln_norm_topk_scratch(...) bytes (cudaErrorInvalidValue otherwise). */
 #define KILN_NORM_TOPK_SORT_MAX 4096
-#define KILN_NORM_TOPK_SELECT_MAX_K 1024
+#define KILN_NORM_TOPK_LONG_MAX_K (KILN_NORM_TOPK_SORT_MAX / 2)
+KILN_CUDA_EXTERN size_t kiln_norm_topk_scratch(int64_t outer, int64_t len, int64_t inner, int64_t k);
 KILN_CUDA_EXTERN cudaError_t kiln_norm_topk(int ct, const void *x, void *values, int64_t *indices, int64_t outer,
-                                            int64_t len, int64_t inner, int64_t k, int largest, cudaStream_t stream);
+                                            int64_t len, int64_t inner, int64_t k, int largest, void *scratch,
+                                            cudaStream_t stream);
 
 /* ---- Attention (fused: QK^T, scale, softcap, mask, softmax, PV in one kernel) ----
  * Element (b, h, i, e) of Q is at q + b*q_sb + h*q_sh + i*q_ss + e (e contiguous); K and V

@@ -186,7 +186,7 @@ static kiln_status cumulative_run(kiln_cuda_run *r, const kiln_node *n, kiln_ten
 
 /* Whether k and the axis length are too large for the kernels (long rows take k passes). */
 static bool topk_too_big(int64_t k, int64_t len) {
-    return len > KILN_NORM_TOPK_SORT_MAX && k > KILN_NORM_TOPK_SELECT_MAX_K;
+    return len > KILN_NORM_TOPK_SORT_MAX && k > KILN_NORM_TOPK_LONG_MAX_K;
 }
 
 static const char *topk_supports(const kiln_node *n, kiln_tensor *const *in, const kiln_tensor *out) {
@@ -201,7 +201,7 @@ static const char *topk_supports(const kiln_node *n, kiln_tensor *const *in, con
         if (!in[1]->data) return NULL; /* known at run time only: checked there */
         if (red_read_scalar_int(n, in[1], "K", &k) != KILN_STATUS_OK) return NULL;
     }
-    if (x->dims[axis] >= 0 && topk_too_big(k, x->dims[axis])) return "TopK with K > 1024 on an axis longer than 4096";
+    if (x->dims[axis] >= 0 && topk_too_big(k, x->dims[axis])) return "TopK with K > 2048 on an axis longer than 4096";
     return NULL;
 }
 
@@ -221,11 +221,14 @@ static kiln_status topk_run(kiln_cuda_run *r, const kiln_node *n, kiln_tensor *c
                                (long long)len, axis);
     if (topk_too_big(k, len))
         return kiln_node_error(n, KILN_STATUS_UNSUPPORTED, "K = %lld on an axis of %lld: the GPU TopK takes K <= %d when the axis is longer than %d",
-                               (long long)k, (long long)len, KILN_NORM_TOPK_SELECT_MAX_K, KILN_NORM_TOPK_SORT_MAX);
+                               (long long)k, (long long)len, KILN_NORM_TOPK_LONG_MAX_K, KILN_NORM_TOPK_SORT_MAX);
     void *vals = norm_has_out(n, out, 0) ? out[0].data : NULL;
     int64_t *idx = norm_has_out(n, out, 1) ? out[1].data : NULL;
+    void *scratch = NULL;
+    size_t bytes = kiln_norm_topk_scratch(outer, len, inner, k);
+    if (bytes) KILN_TRY(kiln_cuda_scratch(r, bytes, &scratch));
     return norm_check(kiln_norm_topk(kiln_cuda_ctype(x->dtype), x->data, vals, idx, outer, len, inner, k, p->largest,
-                                     r->stream),
+                                     scratch, r->stream),
                       n);
 }
 

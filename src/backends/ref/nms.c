@@ -29,17 +29,61 @@ static nms_box load_box(const kiln_tensor *boxes, int64_t at, bool center) {
     return b;
 }
 
+/* The selected boxes of one batch and class, as columns padded to whole blocks of NMS_BLOCK
+ * with empty boxes, so that testing a candidate against all of them is a fixed-length,
+ * branch-free overlap test the compiler vectorizes, the exact IoU computed only where boxes
+ * overlap (Faster R-CNN's region proposals: ~3,000 candidates, ~2,000 selected, most pairs
+ * apart; 30 ms one IoU at a time). */
+#define NMS_BLOCK 64
+typedef struct nms_kept {
+    float *x0, *y0, *x1, *y1;
+    int64_t n;
+} nms_kept;
+
+static float box_area(const nms_box *b) { return (b->xmax - b->xmin) * (b->ymax - b->ymin); }
+
+/* The scalar definition: IoU(a, b) > iou_threshold, intersection and union in float; boxes with
+ * zero area or no overlap never suppress. */
 static bool suppresses(const nms_box *a, const nms_box *b, float iou_threshold) {
     float ixmin = fmaxf(a->xmin, b->xmin), ixmax = fminf(a->xmax, b->xmax);
     if (ixmax <= ixmin) return false;
     float iymin = fmaxf(a->ymin, b->ymin), iymax = fminf(a->ymax, b->ymax);
     if (iymax <= iymin) return false;
     float inter = (ixmax - ixmin) * (iymax - iymin);
-    float area_a = (a->xmax - a->xmin) * (a->ymax - a->ymin);
-    float area_b = (b->xmax - b->xmin) * (b->ymax - b->ymin);
+    float area_a = box_area(a), area_b = box_area(b);
     float uni = area_a + area_b - inter;
     if (inter <= 0 || area_a <= 0 || area_b <= 0 || uni <= 0) return false;
     return inter / uni > iou_threshold;
+}
+
+static void kept_put(nms_kept *k, const nms_box *b) {
+    int64_t q = k->n++;
+    k->x0[q] = b->xmin;
+    k->y0[q] = b->ymin;
+    k->x1[q] = b->xmax;
+    k->y1[q] = b->ymax;
+    if (q % NMS_BLOCK == 0) /* a new block: the rest of it empty (x0 > x1 overlaps nothing) */
+        for (int64_t r = q + 1; r < q + NMS_BLOCK; r++) k->x0[r] = k->y0[r] = 1.0f, k->x1[r] = k->y1[r] = 0.0f;
+}
+
+/* Whether a selected box suppresses b. The block test only finds overlaps (comparisons written
+ * so that they vectorize); suppresses decides each. */
+static bool suppressed(const nms_kept *k, const nms_box *b, float iou_threshold) {
+    for (int64_t q0 = 0; q0 < k->n; q0 += NMS_BLOCK) {
+        const float *x0 = k->x0 + q0, *y0 = k->y0 + q0, *x1 = k->x1 + q0, *y1 = k->y1 + q0;
+        int any = 0;
+        for (int q = 0; q < NMS_BLOCK; q++) {
+            float ixmin = x0[q] > b->xmin ? x0[q] : b->xmin, ixmax = x1[q] < b->xmax ? x1[q] : b->xmax;
+            float iymin = y0[q] > b->ymin ? y0[q] : b->ymin, iymax = y1[q] < b->ymax ? y1[q] : b->ymax;
+            any |= (ixmax > ixmin) & (iymax > iymin);
+        }
+        if (!any) continue;
+        for (int q = 0; q < NMS_BLOCK && q0 + q < k->n; q++) {
+            nms_box s = {x0[q], y0[q], x1[q], y1[q]};
+            if (suppresses(b, &s, iou_threshold)) return true;
+        }
+    }
+    return false;
 }
 
 /* Stable merge sort of candidate box indices by decreasing score, so equal scores keep the
@@ -86,8 +130,11 @@ kiln_status kiln_ref_nms(const kiln_node *node, kiln_tensor *const *in, kiln_ten
     int64_t *cand = kiln_malloc(n * sizeof *cand);
     int64_t *tmp = kiln_malloc(n * sizeof *tmp);
     int64_t *result = kiln_malloc(result_bytes);
+    size_t nb = (n + NMS_BLOCK - 1) / NMS_BLOCK * NMS_BLOCK;
+    float *cols = kiln_malloc(4 * nb * sizeof *cols);
+    nms_kept kept = {cols, cols + nb, cols + 2 * nb, cols + 3 * nb, 0};
     kiln_status s = KILN_STATUS_OK;
-    if (!bx || !sc || !cand || !tmp || !result) {
+    if (!bx || !sc || !cand || !tmp || !result || !cols) {
         s = kiln_error(KILN_STATUS_OUT_OF_MEMORY, "out of memory");
         goto done;
     }
@@ -101,17 +148,15 @@ kiln_status kiln_ref_nms(const kiln_node *node, kiln_tensor *const *in, kiln_ten
                 if (!has_score_threshold || sc[i] > score_threshold) cand[n_cand++] = i;
             }
             sort_candidates(cand, tmp, n_cand, sc);
-            int64_t first = n_sel, kept = 0;
-            for (int64_t k = 0; k < n_cand && kept < max_out; k++) {
-                bool keep = true;
-                for (int64_t q = first; q < n_sel && keep; q++)
-                    if (suppresses(&bx[cand[k]], &bx[result[q * 3 + 2]], iou_threshold)) keep = false;
-                if (!keep) continue;
+            kept.n = 0;
+            for (int64_t k = 0; k < n_cand && kept.n < max_out; k++) {
+                const nms_box *x = &bx[cand[k]];
+                if (suppressed(&kept, x, iou_threshold)) continue;
+                kept_put(&kept, x);
                 result[n_sel * 3 + 0] = b;
                 result[n_sel * 3 + 1] = c;
                 result[n_sel * 3 + 2] = cand[k];
                 n_sel++;
-                kept++;
             }
         }
     }
@@ -124,5 +169,6 @@ done:
     free(cand);
     free(tmp);
     free(result);
+    free(cols);
     return s;
 }
