@@ -496,16 +496,20 @@ def table(doc: dict) -> str:
     head = ("| model | batch | kiln FP32 ms | kiln FP16 ms | kiln INT8 ms | kiln FP16 e2e ms | torch eager FP32 | "
             "torch eager FP16 | compile FP32 | compile FP16 | FP32 vs torch: cosine / max abs err | FP16 cosine | "
             "INT8 cosine vs kiln FP32 | build s FP32/FP16/INT8 |")
+    mixed = len({r.get("kiln_commit", doc["kiln_commit"]) for r in doc["models"]}) > 1
+    if mixed:
+        head += " kiln commit |"
     lines = [f"{doc['device']}, torch {doc['torch']}, kiln {doc['kiln_commit']}, {doc['date']}, size {doc['size']}. "
              + ("kiln columns: the engine alone (--no-data-transfers --cuda-graph, as torch is timed, tensors on the GPU); "
                 "e2e: from host memory, copies included. " if cuda else "kiln CPU engines (end to end). ")
-             + "Medians in ms; errors in the JSON.", "", head, "|" + "---|" * 14]
+             + "Medians in ms; errors in the JSON.", "", head, "|" + "---|" * (15 if mixed else 14)]
+    tail = (lambda r: f" {str(r.get('kiln_commit', doc['kiln_commit']))[:10]} |") if mixed else (lambda r: "")
     for r in doc["models"]:
         if "batch" not in r:
-            lines.append(f"| {r['model']} | - | {r.get('error', '')[:120]} |" + " |" * 11)
+            lines.append(f"| {r['model']} | - | {r.get('error', '')[:120]} |" + " |" * 11 + tail(r))
             continue
         if r.get("error"):
-            lines.append(f"| {r['model']} | {r['batch']} | {r['error'][:120]} |" + " |" * 11)
+            lines.append(f"| {r['model']} | {r['batch']} | {r['error'][:120]} |" + " |" * 11 + tail(r))
             continue
         d16 = r.get("kiln_fp16_detections")
         c16 = f"{d16['matched']}/{d16['ref']} det." if d16 else fmt(r.get("kiln_fp16_cosine"), "{:.5f}")
@@ -516,20 +520,27 @@ def table(doc: dict) -> str:
                                  fmt(r.get("torch_eager_fp16_ms")), fmt(r.get("torch_compile_fp32_ms")),
                                  fmt(r.get("torch_compile_fp16_ms")), fp32_parity_cell(r), c16,
                                  fmt(i8, "{:.4f}"),
-                                 "/".join(fmt(r.get(f"kiln_{p}_build_s"), "{:.1f}") for p in PRECISIONS)]) + " |")
+                                 "/".join(fmt(r.get(f"kiln_{p}_build_s"), "{:.1f}") for p in PRECISIONS)]) + " |" + tail(r))
     return "\n".join(lines) + "\n"
 
 
 def merge(docs: list[dict]) -> dict:
-    """Runs of the same kiln on the same device (one per device call) into one document: a later run's rows
-    replace an earlier run's rows of the same model."""
+    """Runs on the same device (one per device call) into one document: a later run's rows replace an earlier
+    run's rows of the same model. Each row keeps the kiln commit it was measured with (runs of several commits:
+    the table then has a commit column)."""
     out = copy.deepcopy(docs[0])
+    for r in out["models"]:
+        r.setdefault("kiln_commit", out["kiln_commit"])
     for d in docs[1:]:
-        for k in ("device", "device_kind", "kiln_commit", "size"):
+        for k in ("device", "device_kind", "size"):
             if d[k] != out[k]:
                 raise SystemExit(f"cannot merge runs with different {k}: {out[k]!r} vs {d[k]!r}")
         names = {r["model"] for r in d["models"]}
-        out["models"] = [r for r in out["models"] if r["model"] not in names] + d["models"]
+        out["models"] = [r for r in out["models"] if r["model"] not in names] + \
+            [dict(r, kiln_commit=r.get("kiln_commit", d["kiln_commit"])) for r in d["models"]]
+        out["date"] = max(out["date"], d["date"])
+    commits = sorted({r["kiln_commit"] for r in out["models"]})
+    out["kiln_commit"] = commits[0] if len(commits) == 1 else ", ".join(c[:10] for c in commits)
     return out
 
 

@@ -54,6 +54,8 @@ def gpu_speed(d: dict | None, path: Path | None) -> tuple[dict, str]:
         err = r.get(k.replace("_graph_ms", "_ms").removesuffix("_ms") + "_error", "")
         if "time budget" in err:  # the device call's time ran out before this cell (zoo/bench_gpu.py --time-budget)
             return "not run"
+        if err.startswith("not run") or err.startswith("not built"):  # left out on purpose (the JSON says why)
+            return "not run"
         return "fails" if err or k.startswith("kiln") else "-"
 
     for r in d["models"]:
