@@ -34,7 +34,7 @@ inputs ([L, B, ...], batch on axis 1); qwen3_decoder runs its 0.6b configuration
 two towers get B images and B texts.
 
 Device time (the GPU machine: calls of at most 10 minutes). The per-model estimates printed at the
-start (ESTIMATE_S) are the 2026-11-23 run's seconds (guesses where a model did not finish); each row's
+start (ESTIMATE_S) are the 2026-11-23 runs' seconds (the calls that measured each model); each row's
 "seconds" says what a run took. A device call (10 minutes) holds about 450 s of models: groups whose
 ESTIMATE_S add up to that, each under `--time-budget 450` (no model or cell starts after it; those are
 recorded as not run), torch.compile in FP16 only (a compile costs 10-50 s; FP16 is the comparison the docs
@@ -42,7 +42,7 @@ show) and `--duration 0.3`; the whole zoo takes about six calls, e.g.
     python3 zoo/bench_gpu.py --out "$OUT" --time-budget 450 --duration 0.3 --compile-precisions fp16 \\
         --models resnet50,vit_b_16,yolov8n
     ... --models clip,faster_rcnn,faster_rcnn_opset11 / whisper_encoder,resnet18,gesture_qat,vit_b_16_opset17 /
-        qwen3_decoder / streaming_encoder / groot_dit / vlm_backbone
+        qwen3_decoder / streaming_encoder,faster_rcnn / groot_dit / vlm_backbone
 Each call's OUT/zoo_gpu.json comes back; merge them here
 with `python3 zoo/bench_gpu.py --merge A/zoo_gpu.json B/zoo_gpu.json` (zoo/results/gpu_<date>.json and
 bench/results/<date>_zoo-gpu_<commit>.md), then `python3 zoo/report.py` for docs/models.md.
@@ -83,8 +83,8 @@ PRECISIONS = {"fp32": [], "fp16": ["--fp16"], "int8": ["--int8", "--fp16"]}
 # scaled from those for the rest (clip's batch 16, streaming_encoder's, groot_dit, vlm_backbone and the two
 # opset variants did not finish). Printed before the run so that groups can be chosen.
 ESTIMATE_S = {"resnet50": 210, "vit_b_16": 185, "clip": 230, "yolov8n": 40, "resnet18": 55, "gesture_qat": 50,
-              "whisper_encoder": 100, "vit_b_16_opset17": 185, "faster_rcnn": 85, "faster_rcnn_opset11": 85,
-              "qwen3_decoder": 365, "streaming_encoder": 250, "groot_dit": 400, "vlm_backbone": 400}
+              "whisper_encoder": 100, "vit_b_16_opset17": 110, "faster_rcnn": 80, "faster_rcnn_opset11": 60,
+              "qwen3_decoder": 365, "streaming_encoder": 250, "groot_dit": 285, "vlm_backbone": 300}
 
 
 from gpu_cases import CASES, Case, zoo_spec, make_feeds  # noqa: E402  (the per-model cases)

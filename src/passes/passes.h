@@ -22,7 +22,8 @@
  *   bn_fold         BatchNormalization into the Conv / ConvTranspose / Gemm before it
  *   scale_fold      Mul / Div / Add by a per-channel constant into the Conv / ConvTranspose / Gemm
  *                   (or into the scale and bias of an inference BatchNormalization)
- *   layernorm_fuse  ReduceMean/Sub/Pow/ReduceMean/Add/Sqrt/Div[/Mul/Add] -> LayerNormalization
+ *   layernorm_fuse  ReduceMean/Sub/Pow/ReduceMean/Add/Sqrt/Div[/Mul/Add] -> LayerNormalization;
+ *                   Pow/ReduceMean/Add/Sqrt/(Div | Reciprocal, Mul)[/Mul] -> RMSNormalization
  *   attention_fuse  MatMul(Q,K^T) [*scale] [+mask] Softmax MatMul(.,V) -> Attention (opset >= 23)
  *   matmul_bias     MatMul + Add(constant bias on the last axis) -> kiln.FusedMatMul
  *   gelu_fuse       x*0.5*(1+Erf(x/sqrt 2)) (and the tanh form) -> Gelu, or an act on its producer
@@ -40,7 +41,8 @@
  *                   (kiln_ew_fuse_wanted).
  *
  * New ONNX ops (LayerNormalization, Gelu, Attention) are only created when the graph's opset
- * has them (engine files are re-imported at the model's opset); kiln-internal ops always.
+ * has them; RMSNormalization (opset 23) at any opset (an engine's graph is re-imported without
+ * the opset check); kiln-internal ops always.
  * Tested by tests/models/test_passes.py through tests/unit/passes_check.c. */
 #ifndef KILN_PASSES_H
 #define KILN_PASSES_H

@@ -321,7 +321,7 @@ def attention_family(g: Graph):
     """Attention (opset 23) on src/backends/cpu/attention.c: 4-D and 3-D layouts, a value head size
     other than the key's, GQA, causal, float and bool masks that broadcast, a scale, past keys
     and values with the present outputs. (A mask shorter than the keys, which ONNX Runtime
-    refuses, is checked by the node tests as engines.)"""
+    refuses, is checked by the node tests as engines.) Also RMSNormalization, another opset-23 op."""
     def attn(name, inputs, n_out=1, **attrs):
         return g.node("Attention", inputs, fast=name, n_out=n_out, kernel="cpu", **attrs)
 
@@ -339,6 +339,11 @@ def attention_family(g: Graph):
     g.output(y, "attn_past")
     g.output(pk, "attn_present_key")
     g.output(pv, "attn_present_value")
+    # RMSNormalization (opset 23 too; layernorm_fuse makes it from exported RMSNorms) on elementwise.c's loop
+    g.output(g.node("RMSNormalization", [g.input((2, 7, 33)), g.weight(33, fan_in=1)], fast="rms_last", kernel="cpu",
+                    epsilon=1e-5), "rms_last")
+    g.output(g.node("RMSNormalization", [g.input((3, 4, 5)), g.weight(4, 5, fan_in=1)], fast="rms_two_axes", kernel="cpu",
+                    axis=-2, epsilon=1e-3), "rms_two_axes")
 
 
 FAMILIES = {"conv": (conv_family, 20), "matmul": (matmul_family, 20), "pool": (pool_family, 17),

@@ -487,7 +487,9 @@ def test_layernorm_fuse_two_axes(tmp_path):
 
 def test_layernorm_fuse_negative(tmp_path):
     """An intermediate (the centred x) that is also a graph output, a middle axis, and an opset
-    without LayerNormalization: nothing fused."""
+    without LayerNormalization: no LayerNormalization. What is left after the centring, d / sqrt(
+    mean(d^2) + eps), is an RMSNorm of the centred x, and becomes RMSNormalization where its axes
+    are trailing (the mean of x stays a ReduceMean)."""
     g = Builder(17)
     x = g.input("x", (2, 7, 13))
     out = layernorm(g, x, [-1])
@@ -495,12 +497,67 @@ def test_layernorm_fuse_negative(tmp_path):
     g.output(next(n.output[0] for n in g.nodes if n.op_type == "Sub"))  # the centred x
     g.output(layernorm(g, x, [1]))
     rep = check(tmp_path, g)
-    assert count(rep, "layernorm_fuse") == 0 and rep["ops"]["ReduceMean"] == 4
+    assert "LayerNormalization" not in rep["ops"] and rep["ops"]["RMSNormalization"] == 1, summary(rep)
+    assert rep["ops"]["ReduceMean"] == 3, summary(rep)
     g13 = Builder(13)
     x = g13.input("x", (2, 7, 13))
     g13.output(layernorm(g13, x, [-1]))
     rep = check(tmp_path, g13)
-    assert count(rep, "layernorm_fuse") == 0 and rep["ops"]["ReduceMean"] == 2
+    assert "LayerNormalization" not in rep["ops"] and rep["ops"]["ReduceMean"] == 1, summary(rep)
+    assert rep["ops"]["RMSNormalization"] == 1, summary(rep)
+
+
+def rmsnorm(g, x, axes, *, gamma=None, form="mul_div1", square="pow", eps=1e-6, one=1.0, exponent=2.0):
+    """An exported RMSNorm: x * 1/sqrt(mean(x^2) + eps) [* gamma], in the forms exporters write."""
+    if g.opset >= 18:
+        v = g.op("ReduceMean", g.op("Pow", x, g.const(np.array(exponent, np.float32))) if square == "pow" else
+                 g.op("Mul", x, x), g.const(np.array(axes, np.int64)), keepdims=1)
+    else:
+        v = g.op("ReduceMean", g.op("Pow", x, g.const(np.array(exponent, np.float32))) if square == "pow" else
+                 g.op("Mul", x, x), axes=axes, keepdims=1)
+    s = g.op("Sqrt", g.op("Add", g.const(np.array(eps, np.float32)), v))
+    if form == "div":
+        n = g.op("Div", x, s)
+    elif form == "mul_div1":  # torch.rsqrt through the TorchScript exporter: Div(1, Sqrt)
+        n = g.op("Mul", x, g.op("Div", g.const(np.array(one, np.float32)), s))
+    else:
+        n = g.op("Mul", g.op("Reciprocal", s), x)
+    if gamma is not None:
+        n = g.op("Mul", g.const(gamma), n)
+    return n
+
+
+@pytest.mark.parametrize("opset", [13, 17, 18])
+@pytest.mark.parametrize("form,square", [("div", "pow"), ("mul_div1", "pow"), ("reciprocal", "mul")])
+@pytest.mark.parametrize("affine", [True, False])
+def test_rmsnorm_fuse(tmp_path, opset, form, square, affine):
+    """Exported RMSNorms (any opset: RMSNormalization is opset 23, the engine keeps it) become one
+    RMSNormalization; the outputs agree with the unfused graph's, also after an engine round trip."""
+    g = Builder(opset)
+    x = g.input("x", (3, 5, 24), data=RNG.normal(0.2, 2.0, (3, 5, 24)).astype(np.float32))
+    g.output(rmsnorm(g, x, [-1], gamma=rand((24,)) if affine else None, form=form, square=square))
+    rep = check(tmp_path, g)
+    assert rep["ops_after"] == ["RMSNormalization"], summary(rep)
+    assert count(rep, "layernorm_fuse") == 1
+
+
+def test_rmsnorm_fuse_two_axes_and_negatives(tmp_path):
+    """The last two axes normalised (axis -2, a (5, 1) gamma) fuse; a middle axis, an intermediate
+    read by another output, x^3, and 2 / sqrt do not."""
+    g = Builder(17)
+    x = g.input("x", (3, 5, 6))
+    g.output(rmsnorm(g, x, [1, 2], gamma=rand((5, 1))))
+    rep = check(tmp_path, g)
+    assert rep["ops_after"] == ["RMSNormalization"], summary(rep)
+    g = Builder(17)
+    x = g.input("x", (3, 5, 6))
+    g.output(rmsnorm(g, x, [1]))
+    g.output(rmsnorm(g, x, [-1], exponent=3.0))
+    g.output(rmsnorm(g, x, [-1], one=2.0))
+    g.output(rmsnorm(g, x, [-1], form="div"))
+    g.output(next(n.output[0] for n in reversed(g.nodes) if n.op_type == "Sqrt"))  # the last one's denominator
+    rep = check(tmp_path, g)
+    assert count(rep, "layernorm_fuse") == 0 and "RMSNormalization" not in rep["ops"], summary(rep)
 
 
 # ---- Gelu ----------------------------------------------------------------------------------------

@@ -121,9 +121,12 @@ def rmsnorm_model():
     return helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
 
 
-def test_rmsnorm_statistics_stay_fp32(tmp_path):
+@pytest.mark.parametrize("fused", [False, True], ids=["decomposed", "fused"])
+def test_rmsnorm_statistics_stay_fp32(tmp_path, fused):
     """Hidden states with an outlier channel (RMS ~ 600): in fp16 the mean square (3.6e5) would be
-    infinite and the output 0; the statistics after the Pow stay float32, the rest runs in fp16."""
+    infinite and the output 0. Decomposed (-O1: no fusions) the statistics after the Pow stay
+    float32, the rest runs in fp16; fused (the default) the pattern is one RMSNormalization, whose
+    kernels keep the mean square in float32 (GPU) or double (CPU)."""
     import json
 
     x = RNG.standard_normal((3, 5, 64)).astype(np.float32)
@@ -134,10 +137,14 @@ def test_rmsnorm_statistics_stay_fp32(tmp_path):
     (tmp_path / "eng").mkdir()
     run, ref = kilnrun.run_model(path, {"x": x}, tmp_path / "ref", build_args=[])
     assert run.kind == "ok", run.message
-    run, got = kilnrun.run_model(path, {"x": x}, tmp_path / "eng", engine=True, build_args=["--device", "cpu", "--fp16"])
+    run, got = kilnrun.run_model(path, {"x": x}, tmp_path / "eng", engine=True,
+                                 build_args=["--device", "cpu", "--fp16"] + ([] if fused else ["-O", "1"]))
     assert run.kind == "ok", run.message
     err = float(np.linalg.norm(got["y"].astype(np.float64) - ref["y"]) / np.linalg.norm(ref["y"].astype(np.float64)))
     assert np.isfinite(got["y"]).all() and err <= BOUND["fp16"], err
     layers = json.loads(kilnrun.run_kiln(["inspect", tmp_path / "eng" / "model.kiln", "--json"]).stdout)["layers"]
     prec = {la["op"]: la["precision"] for la in layers if la["op"] != "Cast"}
-    assert prec["ReduceMean"] == prec["Sqrt"] == prec["Reciprocal"] == "fp32" and prec["MatMul"] == "fp16", prec
+    if fused:
+        assert set(prec) == {"RMSNormalization", "MatMul"} and set(prec.values()) == {"fp16"}, prec
+    else:
+        assert prec["ReduceMean"] == prec["Sqrt"] == prec["Reciprocal"] == "fp32" and prec["MatMul"] == "fp16", prec
