@@ -67,7 +67,7 @@ static void kept_put(nms_kept *k, const nms_box *b) {
 }
 
 /* Whether a selected box suppresses b. The block test only finds overlaps (comparisons written
- * so that they vectorize); suppresses decides each. */
+ * so that they vectorize; a NaN coordinate overlaps nothing); suppresses decides each. */
 static bool suppressed(const nms_kept *k, const nms_box *b, float iou_threshold) {
     for (int64_t q0 = 0; q0 < k->n; q0 += NMS_BLOCK) {
         const float *x0 = k->x0 + q0, *y0 = k->y0 + q0, *x1 = k->x1 + q0, *y1 = k->y1 + q0;
