@@ -74,18 +74,6 @@ static void mask_row(const attn_job *c, int64_t b, int64_t h, int64_t i, float *
         for (int64_t j = i + d->P + 1; j < d->T; j++) bias[j] = -INFINITY;
 }
 
-/* a . b in float32 with 8 partial sums (one SIMD register's worth: the compiler vectorizes the
- * lanes, where one running sum waits on every add), then the tail, then the lanes in order. */
-static float dot(const float *a, const float *b, int64_t n) {
-    float part[8] = {0}, s = 0.0f;
-    int64_t e = 0;
-    for (; e + 8 <= n; e += 8)
-        for (int l = 0; l < 8; l++) part[l] += a[e + l] * b[e + l];
-    for (; e < n; e++) s += a[e] * b[e];
-    for (int l = 0; l < 8; l++) s += part[l];
-    return s;
-}
-
 /* acc += w * v over n floats, in blocks of 8 (a fixed inner loop the compiler vectorizes; acc and
  * v are distinct buffers, so no store waits on a load as in the plain loop), then the tail. */
 static void axpy(float *restrict acc, float w, const float *restrict v, int64_t n) {
@@ -124,24 +112,29 @@ static kiln_status attn_run(const kiln_node *n, void **state, void (**state_free
     c.scale = p->has_scale ? p->scale : (float)(1.0 / sqrt((double)d->E));
     int64_t group = d->Hq / d->Hkv;
     size_t bytes;
-    KILN_TRY(kiln_checked_bytes(2 * d->T + d->Ev + 1, sizeof(float), &bytes));
+    KILN_TRY(kiln_checked_bytes(2 * d->T + d->Ev + 1 + d->E * d->T, sizeof(float), &bytes));
     float *buf = kiln_malloc(bytes);
     if (!buf) return kiln_node_error(n, KILN_STATUS_OUT_OF_MEMORY, "attention scratch");
-    float *score = buf, *bias = buf + d->T, *acc = bias + d->T;
+    float *score = buf, *bias = buf + d->T, *acc = bias + d->T, *kt = acc + d->Ev + 1;
     float *y = out[0].data;
     for (int64_t b = 0; b < d->B; b++)
         for (int64_t h = 0; h < d->Hq; h++) {
             int64_t g = h / group;
+            /* this kv head's keys transposed, (E, T), once per head group: a row's scores are then E
+             * vectorized axpys over the keys instead of T dot products of E */
+            if (h % group == 0)
+                for (int64_t j = 0; j < d->T; j++) {
+                    const float *kr = kv_row(&c, false, b, g, j);
+                    for (int64_t e = 0; e < d->E; e++) kt[e * d->T + j] = kr[e];
+                }
             for (int64_t i = 0; i < d->Sq; i++) {
                 const float *qr = c.q + (d->three_d ? (b * d->Sq + i) * d->Hq + h : (b * d->Hq + h) * d->Sq + i) * d->E;
                 mask_row(&c, b, h, i, bias);
+                for (int64_t j = 0; j < d->T; j++) score[j] = 0.0f;
+                for (int64_t e = 0; e < d->E; e++) axpy(score, qr[e], kt + e * d->T, d->T);
                 float mx = -INFINITY;
                 for (int64_t j = 0; j < d->T; j++) {
-                    if (bias[j] == -INFINITY) {
-                        score[j] = -INFINITY;
-                        continue;
-                    }
-                    score[j] = dot(qr, kv_row(&c, false, b, g, j), d->E) * c.scale + bias[j];
+                    score[j] = bias[j] == -INFINITY ? -INFINITY : score[j] * c.scale + bias[j];
                     mx = score[j] > mx ? score[j] : mx; /* fmaxf, inline (a NaN score is skipped either way) */
                 }
                 float *yr = y + (d->three_d ? (b * d->Sq + i) * d->Hq + h : (b * d->Hq + h) * d->Sq + i) * d->Ev;
