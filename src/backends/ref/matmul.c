@@ -1,25 +1,50 @@
 /* matmul.c — reference kernels of MatMul (https://onnx.ai/onnx/operators/onnx__MatMul.html) and
  * Gemm (https://onnx.ai/onnx/operators/onnx__Gemm.html). Floats accumulate in double; integer
  * types are exact with wrap-around (uint64 arithmetic). Rows of the output are accumulated as
- * y[i, :] += a[i, k] * b[k, :] so the inner loop walks B and Y contiguously; Gemm with transB
- * uses dot products along B's rows instead. Tested by test_matmul*, test_gemm*. */
+ * y[i, :] += a[i, k] * b[k, :] (in tiles, see gemm_f64) so the inner loop walks B and Y contiguously; Gemm
+ * transposes a transposed operand first. Tested by test_matmul*, test_gemm*. */
 #include "../../ops/nn_internal.h"
 #include "ref.h"
 
 #include <string.h>
 
-/* One matrix product y (m, n) = a (m, k) b (k, n), all row-major double. */
+/* One matrix product y (m, n) = a (m, k) b (k, n), all row-major double, in tiles of GEMM_ROWS rows
+ * by GEMM_COLS columns: a tile's part of B's row kk is loaded once for all its rows, and the tile of
+ * y stays in cache while k runs. Each element's sum is the same sequence as the plain loop's
+ * (0 + a[i,0] b[0,j] + a[i,1] b[1,j] + ... in that order), so the result does not depend on the tiles
+ * or the threads; the inner loop is one vector multiply and add per lane, no reduction). */
+enum { GEMM_ROWS = 16, GEMM_COLS = 256 };
+
 static void gemm_f64(const double *a, const double *b, double *y, int64_t m, int64_t k, int64_t n) {
-#pragma omp parallel for schedule(static) if (m * k * n > KILN_REF_PARALLEL_MIN)
-    for (int64_t i = 0; i < m; i++) {
-        double *yr = y + i * n;
-        for (int64_t j = 0; j < n; j++) yr[j] = 0;
-        for (int64_t kk = 0; kk < k; kk++) {
-            double av = a[i * k + kk];
-            const double *br = b + kk * n;
-            for (int64_t j = 0; j < n; j++) yr[j] += av * br[j];
+    int64_t mb = (m + GEMM_ROWS - 1) / GEMM_ROWS, nb = (n + GEMM_COLS - 1) / GEMM_COLS;
+#pragma omp parallel for collapse(2) schedule(static) if (m * k * n > KILN_REF_PARALLEL_MIN)
+    for (int64_t ib = 0; ib < mb; ib++)
+        for (int64_t jb = 0; jb < nb; jb++) {
+            int64_t i0 = ib * GEMM_ROWS, i1 = i0 + GEMM_ROWS < m ? i0 + GEMM_ROWS : m;
+            int64_t j0 = jb * GEMM_COLS, jn = (j0 + GEMM_COLS < n ? j0 + GEMM_COLS : n) - j0;
+            for (int64_t i = i0; i < i1; i++)
+                for (int64_t j = 0; j < jn; j++) y[i * n + j0 + j] = 0;
+            for (int64_t kk = 0; kk < k; kk++) {
+                const double *br = b + kk * n + j0;
+                for (int64_t i = i0; i < i1; i++) {
+                    double av = a[i * k + kk], *yr = y + i * n + j0;
+#pragma omp simd
+                    for (int64_t j = 0; j < jn; j++) yr[j] += av * br[j];
+                }
+            }
         }
-    }
+}
+
+/* *p (rows, cols) row-major becomes its transpose (cols, rows) in a new buffer; false (and *p
+ * freed) when out of memory. */
+static bool transpose_f64(double **p, int64_t rows, int64_t cols) {
+    double *t = kiln_nn_alloc_f64(rows * cols);
+    if (t)
+        for (int64_t r = 0; r < rows; r++)
+            for (int64_t c = 0; c < cols; c++) t[c * rows + r] = (*p)[r * cols + c];
+    free(*p);
+    *p = t;
+    return t != NULL;
 }
 
 static kiln_status matmul(const kiln_node *node, kiln_tensor *const *in, kiln_tensor *out) {
@@ -93,27 +118,16 @@ static kiln_status gemm(const kiln_node *node, kiln_tensor *const *in, kiln_tens
             free(y);
             return KILN_STATUS_OUT_OF_MEMORY;
         }
-#pragma omp parallel for schedule(static) if (M * K * N > KILN_REF_PARALLEL_MIN)
-        for (int64_t i = 0; i < M; i++) {
-            double *yr = y + i * N;
-            if (p->trans_b) {
-                for (int64_t j = 0; j < N; j++) {
-                    double s = 0;
-                    const double *br = b + j * K;
-                    if (p->trans_a)
-                        for (int64_t kk = 0; kk < K; kk++) s += a[kk * M + i] * br[kk];
-                    else
-                        for (int64_t kk = 0; kk < K; kk++) s += a[i * K + kk] * br[kk];
-                    yr[j] = s;
-                }
-            } else {
-                for (int64_t kk = 0; kk < K; kk++) {
-                    double av = p->trans_a ? a[kk * M + i] : a[i * K + kk];
-                    const double *br = b + kk * N;
-                    for (int64_t j = 0; j < N; j++) yr[j] += av * br[j];
-                }
-            }
+        /* a transposed operand is transposed once here, so every case is gemm_f64's */
+        if (p->trans_a && !transpose_f64(&a, K, M)) a = NULL;
+        if (a && p->trans_b && !transpose_f64(&b, N, K)) b = NULL;
+        if (!a || !b) {
+            free(a);
+            free(b);
+            free(y);
+            return KILN_STATUS_OUT_OF_MEMORY;
         }
+        gemm_f64(a, b, y, M, K, N);
         free(a);
         free(b);
         for (int64_t i = 0; i < M; i++)
