@@ -2,17 +2,20 @@
  *     s = MatMul(Q, Kt)                     Kt = (B, H, D, Skv)
  *     [s = Mul(s, c) | Div(s, c)]           c a positive constant scalar
  *     [s = Add(s, mask)]                    float mask of Q's dtype, last dim = Skv, s's shape kept
+ *     [s = Where(c, s, -inf) | Where(c, -inf, s)]   bool c, last dim = Skv, s's shape kept: the
+ *                                           mask is c (or Not(c), a constant negated here)
  *     p = Softmax(s)                        over the last axis
  *     y = MatMul(p, V)                      V = (B, H, Skv, Dv)
  * Q and Kt may each be scaled the same way before the product (Mul(Q, a), Mul(Kt, b), read only
  * by it), as torch's TorchScript exporter writes scaled_dot_product_attention (a = b = sqrt of
  * the scale); the factors multiply into the scale.
- * becomes Attention(Q, K, V[, mask]; scale = c or 1/c or 1, times a and b) writing y (ONNX opset 23; the pass
- * does nothing at older opsets, see passes.h). K = (B, H, Skv, D) is Kt's producer Transpose
+ * becomes Attention(Q, K, V[, mask]; scale = c or 1/c or 1, times a and b) writing y (ONNX opset 23's op, made
+ * in a graph of any opset: an engine's graph keeps it, see passes.h). K = (B, H, Skv, D) is Kt's producer Transpose
  * with its last two perm entries swapped (nothing at all when that is the identity), or a new
  * Transpose of Kt. Q, K and V must agree on B and H (equal known dims or the same symbol).
- * Not recognised: scaling of Q or K further up (before their Reshape / Transpose), boolean masks through Where,
- * and 3-D (B, S, H*D) layouts. Tested by tests/models/test_passes.py. */
+ * A row that the mask hides entirely gives zeros (the decomposed softmax of -inf everywhere gives NaN).
+ * Not recognised: scaling of Q or K further up (before their Reshape / Transpose), a Where fill other
+ * than -inf, and 3-D (B, S, H*D) layouts. Tested by tests/models/test_passes.py. */
 #include "../ops/reduce_internal.h"
 #include "../ops/shape_internal.h"
 #include "pass_util.h"
@@ -26,6 +29,7 @@ typedef struct attn_match {
     int nodes[10], nn;
     int q, kt, v, mask, y;
     double scale;
+    bool negate;     /* the mask is Not(mask): a Where that fills where its condition holds */
     int tr;          /* Kt's producer Transpose, or -1 */
     int64_t perm[4]; /* of K from the Transpose's input, when tr >= 0 */
 } attn_match;
@@ -97,6 +101,22 @@ static bool match(const pass_ctx *c, int mi, attn_match *m) {
         }
         if (m->mask < 0 || !pass_same_shape(g, g->nodes[add].outputs[0], s)) return false;
         m->nodes[m->nn++] = add;
+    } else if ((add = pc_prod_op(c, s, KILN_OP_Where)) >= 0) {
+        /* Where(c, scores, -inf) attends where c holds; Where(c, -inf, scores) where it does not */
+        const kiln_node *w = &g->nodes[add];
+        for (int side = 1; side <= 2 && w->n_declared == 3; side++) {
+            double fill;
+            int cand = w->inputs[side];
+            if (leads_to_qk(c, cand) && pass_const_scalar(g, w->inputs[3 - side], &fill) && isinf(fill) && fill < 0) {
+                m->mask = w->inputs[0];
+                m->negate = side == 2;
+                s = cand;
+                break;
+            }
+        }
+        if (m->mask < 0 || g->values[m->mask].type.dtype != KILN_DTYPE_BOOL || !pass_same_shape(g, w->outputs[0], s))
+            return false;
+        m->nodes[m->nn++] = add;
     }
     int unscaled;
     int sc = const_scaling(c, s, &unscaled, &m->scale);
@@ -129,7 +149,7 @@ static bool match(const pass_ctx *c, int mi, attn_match *m) {
     if (m->mask >= 0) {
         const kiln_tensor *mk = &g->values[m->mask].type;
         /* Attention pads a short last mask dim with -inf: it must be Skv, not broadcast. */
-        if (mk->dtype != q->dtype || mk->rank < 1 || mk->rank > 4 || !same_dim(mk->dims[mk->rank - 1], kt->dims[3]))
+        if ((mk->dtype != q->dtype && mk->dtype != KILN_DTYPE_BOOL) || mk->rank < 1 || mk->rank > 4 || !same_dim(mk->dims[mk->rank - 1], kt->dims[3]))
             return false;
     }
     /* K from Kt. */
@@ -145,6 +165,30 @@ static bool match(const pass_ctx *c, int mi, attn_match *m) {
         }
     }
     return true;
+}
+
+/* m->mask becomes Not(m->mask): a new constant when it is one, else a Not node. */
+static kiln_status negated_mask(pass_ctx *c, attn_match *m) {
+    kiln_graph *g = c->g;
+    const kiln_value *mv = &g->values[m->mask];
+    char base[300];
+    snprintf(base, sizeof base, "%s_not", mv->name);
+    if (pass_is_const(g, m->mask) && mv->type.data) {
+        kiln_tensor t = {0};
+        KILN_TRY(kiln_tensor_alloc(&t, KILN_DTYPE_BOOL, mv->type.rank, mv->type.dims));
+        const uint8_t *src = mv->type.data;
+        uint8_t *dst = t.data;
+        for (int64_t i = 0, n = kiln_shape_count(mv->type.rank, mv->type.dims); i < n; i++) dst[i] = !src[i];
+        kiln_status s = pc_add_const(c, base, &t, &m->mask);
+        kiln_tensor_release(&t);
+        return s;
+    }
+    int src = m->mask, ni;
+    KILN_TRY(pc_add_value(c, base, &m->mask));
+    g->values[m->mask].type = g->values[src].type;
+    g->values[m->mask].type.data = NULL;
+    g->values[m->mask].type.flags = 0;
+    return pc_add_node(c, KILN_OP_Not, base, &src, 1, &m->mask, 1, NULL, 0, &ni);
 }
 
 static kiln_status fuse(pass_ctx *c, attn_match *m, bool *done) {
@@ -171,6 +215,7 @@ static kiln_status fuse(pass_ctx *c, attn_match *m, bool *done) {
         int ti;
         KILN_TRY(pc_add_node(c, KILN_OP_Transpose, base, &src, 1, &k, 1, &at, 1, &ti));
     }
+    if (m->negate) KILN_TRY(negated_mask(c, m));
     int ins[4] = {m->q, k, m->v, m->mask};
     kiln_attr at = {.name = "scale", .type = KILN_ATTR_FLOAT, .f = (float)m->scale};
     KILN_TRY(pc_add_replacement(c, KILN_OP_Attention, ins, m->mask >= 0 ? 4 : 3, m->y, &at, 1));
@@ -186,6 +231,5 @@ static kiln_status visit(pass_ctx *c, int i, void *arg, bool *done) {
 
 kiln_status kiln_pass_attention_fuse(kiln_graph *g, kiln_pass_stats *st) {
     pass_stats_init(st, "attention_fuse");
-    if (!pass_op_available(g, KILN_OP_Attention)) return KILN_STATUS_OK;
     return pass_fuse_rounds(g, st, visit, NULL);
 }

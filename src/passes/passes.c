@@ -42,6 +42,35 @@ static kiln_status check(kiln_graph *g, const char *pass) {
     return KILN_STATUS_OK;
 }
 
+/* shape_fold, then constant_fold over the chains it fed, repeated while they change the graph:
+ * a Reshape whose target shape folded has known output dims only once shapes are inferred again,
+ * and the Shape nodes downstream of it fold in the next round (a graph specialized to fixed input
+ * shapes folds all of them so). *sf holds shape_fold's stats (summed over the rounds); the
+ * constant_fold that follows shape_fold in PASSES is run here, and *i moves past it. */
+static kiln_status fold_shapes_to_fixpoint(kiln_graph *g, kiln_pass_stats *sf, size_t *i, kiln_pass_report *report) {
+    kiln_pass_stats cf = {0}, r;
+    KILN_TRY(kiln_pass_constant_fold(g, &cf));
+    KILN_TRY(check(g, cf.pass));
+    for (int round = 0; round < 16 && sf->folded + sf->removed + cf.folded + cf.removed > 0; round++) {
+        KILN_TRY(kiln_graph_infer(g));
+        int before = sf->folded + sf->removed + cf.folded + cf.removed;
+        KILN_TRY(kiln_pass_shape_fold(g, &r));
+        KILN_TRY(check(g, r.pass));
+        sf->folded += r.folded;
+        sf->removed += r.removed;
+        if (r.folded + r.removed == 0) break;
+        KILN_TRY(kiln_pass_constant_fold(g, &r));
+        KILN_TRY(check(g, r.pass));
+        cf.folded += r.folded;
+        cf.removed += r.removed;
+        if (sf->folded + sf->removed + cf.folded + cf.removed == before) break;
+    }
+    if (report && report->n < (int)(sizeof report->items / sizeof report->items[0])) report->items[report->n++] = *sf;
+    *sf = cf;
+    (*i)++;
+    return KILN_STATUS_OK;
+}
+
 kiln_status kiln_passes_run(kiln_graph *g, const kiln_pass_options *opt, kiln_pass_report *report) {
     if (!g) return kiln_error(KILN_STATUS_INVALID_ARGUMENT, "kiln_passes_run: NULL graph");
     bool fusion = !(opt && opt->no_fusion);
@@ -57,6 +86,7 @@ kiln_status kiln_passes_run(kiln_graph *g, const kiln_pass_options *opt, kiln_pa
         kiln_status s = PASSES[i].fn(g, &st);
         if (s != KILN_STATUS_OK) return kiln_error_prefix(s, "pass %s", st.pass ? st.pass : "?");
         KILN_TRY(check(g, st.pass));
+        if (PASSES[i].fn == kiln_pass_shape_fold) KILN_TRY(fold_shapes_to_fixpoint(g, &st, &i, report));
         if (report && report->n < (int)(sizeof report->items / sizeof report->items[0])) report->items[report->n++] = st;
     }
     return KILN_STATUS_OK;

@@ -5,7 +5,7 @@
  * the data-movement ops) has its float32 inputs and outputs turned into the 16-bit type:
  * weights are converted once, here; values coming from float32 nodes (or graph inputs) pass
  * through one shared Cast; values read by float32 nodes (or that are graph outputs) get a Cast
- * back. Graph inputs and outputs keep their float32 type and their names, so callers see the
+ * back (Shape and Size, which read only dims, read the 16-bit twin). Graph inputs and outputs keep their float32 type and their names, so callers see the
  * same engine interface at every precision. Nodes named in keep_fp32 (--layer-precision
  * NODE:fp32) and ops that lose too much in 16 bits (Pow, Exp-based reductions, ReduceProd,
  * cumulative sums...) stay float32. So do Sin and Cos, with the arithmetic that computes their
@@ -186,6 +186,12 @@ kiln_status kiln_pass_reduce_precision(kiln_graph *g, kiln_dtype to, const char 
     if (s == KILN_STATUS_OK) s = pc_init(&lc.pc, g);
     for (int i = 0; s == KILN_STATUS_OK && i < n_nodes; i++) {
         const kiln_node *n = &g->nodes[i];
+        if ((n->op == KILN_OP_Shape || n->op == KILN_OP_Size) && n->n_inputs > 0) {
+            /* only the dims are read: the 16-bit twin, where there is one, saves a Cast back */
+            int v = n->inputs[0];
+            if (v >= 0 && v < lc.n_orig && lc.low[v] >= 0) s = pc_set_input(&lc.pc, i, 0, lc.low[v]);
+            continue;
+        }
         if (!lowerable(n->op) || phase[i] || kept(n, keep_fp32, n_keep)) continue;
         bool any = false;
         for (int k = 0; k < n->n_inputs; k++) any |= is_f32(g, n->inputs[k]) && converts_input(n->op, k);

@@ -211,6 +211,32 @@ static kiln_status resolve_profile(const kiln_graph *g, const struct builder_pro
     return KILN_STATUS_OK;
 }
 
+/* A build with one profile that fixes every input (min == max, as --shapes gives) is specialized
+ * to those shapes before the passes: the graph inputs take the profile's dims and shapes are
+ * inferred again, so every shape is known and the shape computations exporters emit (Shape /
+ * Gather / Concat chains, a Range over a sequence length, a causal mask from shapes) fold into
+ * constants, as in a static-shape TensorRT engine. An engine with dynamic dims keeps them. */
+static kiln_status specialize_fixed_shapes(kiln_graph *g, const struct builder_profile *bp) {
+    kiln_profile_dims *d = kiln_calloc((size_t)(g->n_inputs ? g->n_inputs : 1), sizeof *d);
+    if (!d) return kiln_error(KILN_STATUS_OUT_OF_MEMORY, "out of memory");
+    if (resolve_profile(g, bp, 0, d) != KILN_STATUS_OK) { /* refused again, with this error, where profiles are planned */
+        kiln_clear_error();
+        free(d);
+        return KILN_STATUS_OK;
+    }
+    bool fixed = true;
+    for (int i = 0; i < g->n_inputs; i++)
+        for (int j = 0; j < d[i].rank; j++) fixed &= d[i].min[j] == d[i].max[j];
+    for (int i = 0; fixed && i < g->n_inputs; i++) {
+        if (d[i].rank < 0) continue; /* an input with a default keeps its type */
+        kiln_tensor *t = &g->values[g->inputs[i]].type;
+        t->rank = d[i].rank;
+        memcpy(t->dims, d[i].min, sizeof(int64_t) * (size_t)d[i].rank);
+    }
+    free(d);
+    return fixed ? kiln_graph_infer(g) : KILN_STATUS_OK;
+}
+
 /* The engine gets its own copy of a graph: exported to ONNX (weights into a blob the copy
  * owns) and imported again, so nothing points into the caller's model. Done again after the
  * passes, so that the graph that is planned is exactly the one a saved engine loads (value
@@ -490,6 +516,7 @@ kiln_status kiln_builder_build(const kiln_builder_t *b, const kiln_model_t *m, k
     e->precisions = b->precisions;
     e->host_fallback = b->host_fallback && b->device == KILN_DEVICE_CUDA;
     e->nodes_before = g->n_nodes;
+    if (b->n_profiles <= 1 && (s = specialize_fixed_shapes(g, b->n_profiles ? &b->profiles[0] : NULL))) goto fail;
     if (b->opt_level > 0) {
         kiln_pass_options po = {.no_fusion = b->opt_level < 2};
         /* Before IR 4 every initializer had to be listed as a graph input: those are weights,

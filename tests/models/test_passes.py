@@ -618,8 +618,10 @@ def test_gelu_fuse_negative(tmp_path):
 
 # ---- attention -----------------------------------------------------------------------------------
 
-def attention(g, q, k, v, *, k_layout="bhsd", scale="div", mask=None, d=8):
+def attention(g, q, k, v, *, k_layout="bhsd", scale="div", mask=None, d=8, where=None):
     """softmax(q @ kT * scale + mask) @ v; k given as (B,H,S,D) ("bhsd") or (B,S,H,D) ("bshd").
+    where (cond, fill, "fill_true" | "fill_false"): the scores through Where(cond, fill, s) or
+    Where(cond, s, fill) instead of an added mask.
     scale "qk": q and kT each times d^-1/4 before the product, as torch's TorchScript exporter
     writes scaled_dot_product_attention (a [1]-shaped constant on kT, a scalar on q)."""
     kt = g.op("Transpose", k, perm=[0, 1, 3, 2] if k_layout == "bhsd" else [0, 2, 3, 1])
@@ -633,6 +635,10 @@ def attention(g, q, k, v, *, k_layout="bhsd", scale="div", mask=None, d=8):
         s = g.op("Mul", g.const(np.array(1 / np.sqrt(d), np.float32)), s)
     if mask is not None:
         s = g.op("Add", s, mask)
+    if where is not None:
+        cond, fill, side = where
+        f = g.const(np.array(fill, np.float32))
+        s = g.op("Where", cond, f, s) if side == "fill_true" else g.op("Where", cond, s, f)
     return g.op("MatMul", g.op("Softmax", s, axis=-1), v)
 
 
@@ -658,19 +664,45 @@ def test_attention_fuse(tmp_path, k_layout, scale, mask):
 
 
 def test_attention_fuse_negative(tmp_path):
-    """The probabilities are also a graph output; a mask whose last dim broadcasts; opset 22."""
+    """The probabilities are also a graph output; a mask whose last dim broadcasts; a Where whose
+    fill is finite (-1e4: a row masked everywhere would differ) or whose condition is not bool."""
     g = Builder(23)
     q, k, v = g.input("q", (2, 3, 5, 8)), g.input("k", (2, 3, 7, 8)), g.input("v", (2, 3, 7, 4))
     g.output(attention(g, q, k, v))
     g.output(next(n.output[0] for n in g.nodes if n.op_type == "Softmax"))
     g.output(attention(g, q, k, v, mask=g.input("m", (2, 1, 5, 1))))
+    cond = g.input("c", (5, 7), dtype=bool, data=RNG.random((5, 7)) < 0.7)
+    g.output(attention(g, q, k, v, where=(cond, -1e4, "fill_true")))
     rep = check(tmp_path, g)
-    assert count(rep, "attention_fuse") == 0 and rep["ops"]["Softmax"] == 2
-    g22 = Builder(22)
-    q, k, v = g22.input("q", (2, 3, 5, 8)), g22.input("k", (2, 3, 7, 8)), g22.input("v", (2, 3, 7, 4))
-    g22.output(attention(g22, q, k, v))
-    rep = check(tmp_path, g22)
-    assert count(rep, "attention_fuse") == 0 and rep["ops"]["Softmax"] == 1
+    assert count(rep, "attention_fuse") == 0 and rep["ops"]["Softmax"] == 3
+
+
+@pytest.mark.parametrize("opset", [13, 17, 22])
+def test_attention_fuse_old_opset(tmp_path, opset):
+    """Below opset 23 (which has Attention) the pattern is fused too: the engine's graph keeps the op."""
+    g = Builder(opset)
+    q, k, v = g.input("q", (2, 3, 5, 8)), g.input("k", (2, 3, 7, 8)), g.input("v", (2, 3, 7, 4))
+    g.output(attention(g, q, k, v))
+    rep = check(tmp_path, g)
+    assert count(rep, "attention_fuse") == 1 and rep["ops_after"] == ["Attention"], summary(rep)
+
+
+@pytest.mark.parametrize("fill", ["fill_true", "fill_false"])
+@pytest.mark.parametrize("cond", ["input", "const"])
+def test_attention_fuse_where_mask(tmp_path, fill, cond):
+    """A boolean mask through Where(c, -inf, s) (torch's causal mask: fill where c holds, the mask
+    becomes Not(c)) or Where(c, s, -inf) (attend where c holds). Every row keeps one key."""
+    g = Builder(17)
+    B, H, Sq, Skv = 2, 3, 5, 7
+    q, k, v = g.input("q", (B, H, Sq, 8)), g.input("k", (B, H, Skv, 8)), g.input("v", (B, H, Skv, 4))
+    attend = RNG.random((B, 1, Sq, Skv)) < 0.6
+    attend[..., 0] = True
+    c = attend if fill == "fill_false" else ~attend
+    cv = g.input("c", c.shape, dtype=bool, data=c) if cond == "input" else g.const(c)
+    g.output(attention(g, q, k, v, where=(cv, -np.inf, fill)))
+    rep = check(tmp_path, g)
+    expected = ["Attention"] + (["Not"] if cond == "input" and fill == "fill_true" else [])
+    assert count(rep, "attention_fuse") == 1 and sorted(rep["ops_after"]) == expected, summary(rep)
 
 
 def test_attention_fuse_scaled_q_shared(tmp_path):
@@ -733,11 +765,11 @@ def test_transformer_block(tmp_path, dynamic):
 
 def test_transformer_block_opset17(tmp_path):
     """At opset 17 LayerNormalization exists, Gelu and Attention do not: Gelu becomes the MLP
-    FusedMatMul's activation, attention stays decomposed."""
+    FusedMatMul's activation; attention is fused all the same (the engine keeps the opset 23 op)."""
     rep = check(tmp_path, transformer(17, False))
     print(summary(rep))
-    assert rep["ops"]["LayerNormalization"] == 2 and rep["ops"]["Softmax"] == 1 and "Erf" not in rep["ops"]
-    assert rep["acts_after"] == ["FusedMatMul+Gelu"]
+    assert rep["ops"]["LayerNormalization"] == 2 and rep["ops"]["Attention"] == 1 and "Erf" not in rep["ops"]
+    assert "Softmax" not in rep["ops"] and rep["acts_after"] == ["FusedMatMul+Gelu"]
 
 
 def test_no_fusion(tmp_path):
@@ -966,3 +998,69 @@ def test_ew_fuse_engine_vs_ort(case, prec, tmp_path, monkeypatch):
     assert errs["0"] <= EW_BOUND[prec], f"unfused engine: rel L2 error {errs['0']:.3e} > {EW_BOUND[prec]:.0e}"
     if prec != "fp32":
         assert errs["1"] <= 1.25 * errs["0"] + 1e-4, f"fused {errs['1']:.3e} vs unfused {errs['0']:.3e}"
+
+
+# ---- engines built for fixed shapes --------------------------------------------------------------
+
+def shape_chain_model() -> Builder:
+    """Dynamic batch and sequence; heads split with a Reshape whose shape comes from Shape/Gather/
+    Concat, a second Reshape whose shape comes from the first one's output (foldable only once the
+    first is), and a triangular mask from Range over the sequence length through Where(c, -inf, s)."""
+    g = Builder(17)
+    B, S, E, H = 2, 7, 12, 3
+    x = g.input("x", (B, S, E), dims=["batch", "seq", E])
+    w = (rand((E, 3 * E)) / np.sqrt(E)).astype(np.float32)
+    qkv = g.op("MatMul", x, g.const(w))
+    q, k, v = g.op("Split", qkv, g.const(np.array([E, E, E])), axis=2, outputs=3)
+
+    def heads(t):
+        sh = g.op("Shape", t)
+        dims = g.op("Concat", g.op("Gather", sh, g.const(np.array([0]))), g.op("Gather", sh, g.const(np.array([1]))),
+                    g.const(np.array([H, E // H])), axis=0)
+        return g.op("Transpose", g.op("Reshape", t, dims), perm=[0, 2, 1, 3])
+
+    qh, kh, vh = heads(q), heads(k), heads(v)
+    n = g.op("Gather", g.op("Shape", qh), g.const(np.array(2)))
+    r = g.op("Range", g.const(np.array(0)), n, g.const(np.array(1)))
+    masked = g.op("Less", g.op("Unsqueeze", r, g.const(np.array([0]))), g.op("Unsqueeze", r, g.const(np.array([1]))))
+    a = attention(g, qh, kh, vh, where=(masked, -np.inf, "fill_true"), d=E // H)
+    t = g.op("Transpose", a, perm=[0, 2, 1, 3])
+    sh = g.op("Shape", t)
+    flat = g.op("Concat", g.op("Slice", sh, g.const(np.array([0])), g.const(np.array([2]))), g.const(np.array([-1])), axis=0)
+    g.output(g.op("Reshape", t, flat))
+    return g
+
+
+@pytest.mark.parametrize("fixed", [True, False])
+def test_fixed_shape_engine_folds_shapes(tmp_path, fixed):
+    """kiln build with one profile that fixes every input (--shapes) specializes the graph to those
+    shapes: every Shape chain, the Range and the mask fold away, attention fuses with a constant mask,
+    and the engine still matches ONNX Runtime. With a range of shapes the Shape nodes stay, and the
+    engine runs every shape of its range."""
+    import onnxruntime as ort
+
+    g = shape_chain_model()
+    model = tmp_path / "m.onnx"
+    onnx.save(g.model(), model)
+    eng = tmp_path / "m.kiln"
+    args = ["build", model, "-o", eng]
+    args += ["--shapes", "x:2x7x12"] if fixed else ["--min-shapes", "x:1x1x12", "--opt-shapes", "x:2x7x12",
+                                                    "--max-shapes", "x:3x9x12"]
+    r = kilnrun.run_kiln(args)
+    assert r.kind == "ok", r.message
+    info = json.loads(kilnrun.run_kiln(["inspect", eng, "--json"]).stdout)
+    ops = collections.Counter(layer["op"].split("+")[0] for layer in info["layers"])
+    if fixed:
+        assert not {"Shape", "Range", "Gather", "Concat", "Less"} & set(ops), ops
+        assert ops["Attention"] == 1 and "Softmax" not in ops, ops
+    else:
+        assert ops["Shape"] >= 1 and ops["Range"] == 1, ops
+    sess = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
+    for shape in [(2, 7, 12)] if fixed else [(2, 7, 12), (1, 1, 12), (3, 9, 12)]:
+        x = rand(shape)
+        r, got = kilnrun.run_model(eng, {"x": x}, tmp_path)
+        assert r.kind == "ok", r.message
+        exp = sess.run(None, {"x": x})[0]
+        out = next(iter(got.values()))
+        assert out.shape == exp.shape
+        assert np.abs(out - exp).max() <= TOL * np.abs(exp).max(), np.abs(out - exp).max()
