@@ -1002,16 +1002,15 @@ def test_ew_fuse_engine_vs_ort(case, prec, tmp_path, monkeypatch):
 
 # ---- engines built for fixed shapes --------------------------------------------------------------
 
-def shape_chain_model() -> Builder:
-    """Dynamic batch and sequence; heads split with a Reshape whose shape comes from Shape/Gather/
-    Concat, a second Reshape whose shape comes from the first one's output (foldable only once the
-    first is), and a triangular mask from Range over the sequence length through Where(c, -inf, s)."""
+def shape_chain_model(layers: int = 20) -> Builder:
+    """Dynamic batch and sequence; LAYERS attention blocks, each with its heads split by a Reshape whose
+    shape comes from Shape/Gather/Concat of the block's input, its output flattened by a Reshape whose
+    shape comes from Shape of the transposed heads (so a block's shapes are known only once the block
+    before folded: one folding round each), and a triangular mask from Range over the sequence length
+    through Where(c, -inf, s)."""
     g = Builder(17)
     B, S, E, H = 2, 7, 12, 3
     x = g.input("x", (B, S, E), dims=["batch", "seq", E])
-    w = (rand((E, 3 * E)) / np.sqrt(E)).astype(np.float32)
-    qkv = g.op("MatMul", x, g.const(w))
-    q, k, v = g.op("Split", qkv, g.const(np.array([E, E, E])), axis=2, outputs=3)
 
     def heads(t):
         sh = g.op("Shape", t)
@@ -1019,22 +1018,27 @@ def shape_chain_model() -> Builder:
                     g.const(np.array([H, E // H])), axis=0)
         return g.op("Transpose", g.op("Reshape", t, dims), perm=[0, 2, 1, 3])
 
-    qh, kh, vh = heads(q), heads(k), heads(v)
-    n = g.op("Gather", g.op("Shape", qh), g.const(np.array(2)))
-    r = g.op("Range", g.const(np.array(0)), n, g.const(np.array(1)))
-    masked = g.op("Less", g.op("Unsqueeze", r, g.const(np.array([0]))), g.op("Unsqueeze", r, g.const(np.array([1]))))
-    a = attention(g, qh, kh, vh, where=(masked, -np.inf, "fill_true"), d=E // H)
-    t = g.op("Transpose", a, perm=[0, 2, 1, 3])
-    sh = g.op("Shape", t)
-    flat = g.op("Concat", g.op("Slice", sh, g.const(np.array([0])), g.const(np.array([2]))), g.const(np.array([-1])), axis=0)
-    g.output(g.op("Reshape", t, flat))
+    for _ in range(layers):
+        w = (rand((E, 3 * E)) / np.sqrt(E)).astype(np.float32)
+        q, k, v = g.op("Split", g.op("MatMul", x, g.const(w)), g.const(np.array([E, E, E])), axis=2, outputs=3)
+        qh, kh, vh = heads(q), heads(k), heads(v)
+        n = g.op("Gather", g.op("Shape", qh), g.const(np.array(2)))
+        r = g.op("Range", g.const(np.array(0)), n, g.const(np.array(1)))
+        masked = g.op("Less", g.op("Unsqueeze", r, g.const(np.array([0]))), g.op("Unsqueeze", r, g.const(np.array([1]))))
+        a = attention(g, qh, kh, vh, where=(masked, -np.inf, "fill_true"), d=E // H)
+        t = g.op("Transpose", a, perm=[0, 2, 1, 3])
+        sh = g.op("Shape", t)
+        flat = g.op("Concat", g.op("Slice", sh, g.const(np.array([0])), g.const(np.array([2]))), g.const(np.array([-1])),
+                    axis=0)
+        x = g.op("Reshape", t, flat)
+    g.output(x)
     return g
 
 
 @pytest.mark.parametrize("fixed", [True, False])
 def test_fixed_shape_engine_folds_shapes(tmp_path, fixed):
     """kiln build with one profile that fixes every input (--shapes) specializes the graph to those
-    shapes: every Shape chain, the Range and the mask fold away, attention fuses with a constant mask,
+    shapes: every Shape chain, the Range and the mask fold away in all 20 blocks, attention fuses with a constant mask,
     and the engine still matches ONNX Runtime. With a range of shapes the Shape nodes stay, and the
     engine runs every shape of its range."""
     import onnxruntime as ort
@@ -1052,9 +1056,9 @@ def test_fixed_shape_engine_folds_shapes(tmp_path, fixed):
     ops = collections.Counter(layer["op"].split("+")[0] for layer in info["layers"])
     if fixed:
         assert not {"Shape", "Range", "Gather", "Concat", "Less"} & set(ops), ops
-        assert ops["Attention"] == 1 and "Softmax" not in ops, ops
+        assert ops["Attention"] == 20 and "Softmax" not in ops, ops
     else:
-        assert ops["Shape"] >= 1 and ops["Range"] == 1, ops
+        assert ops["Shape"] >= 20 and ops["Range"] == 20, ops
     sess = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
     for shape in [(2, 7, 12)] if fixed else [(2, 7, 12), (1, 1, 12), (3, 9, 12)]:
         x = rand(shape)
