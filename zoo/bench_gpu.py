@@ -526,7 +526,7 @@ def table(doc: dict) -> str:
 
 def merge(docs: list[dict]) -> dict:
     """Runs on the same device (one per device call) into one document: a later run's rows replace an earlier
-    run's rows of the same model. Each row keeps the kiln commit it was measured with (runs of several commits:
+    run's rows of the same model and batch. Each row keeps the kiln commit it was measured with (runs of several commits:
     the table then has a commit column)."""
     out = copy.deepcopy(docs[0])
     for r in out["models"]:
@@ -535,8 +535,8 @@ def merge(docs: list[dict]) -> dict:
         for k in ("device", "device_kind", "size"):
             if d[k] != out[k]:
                 raise SystemExit(f"cannot merge runs with different {k}: {out[k]!r} vs {d[k]!r}")
-        names = {r["model"] for r in d["models"]}
-        out["models"] = [r for r in out["models"] if r["model"] not in names] + \
+        names = {(r["model"], r["batch"]) for r in d["models"]}
+        out["models"] = [r for r in out["models"] if (r["model"], r["batch"]) not in names] + \
             [dict(r, kiln_commit=r.get("kiln_commit", d["kiln_commit"])) for r in d["models"]]
         out["date"] = max(out["date"], d["date"])
     commits = sorted({r["kiln_commit"] for r in out["models"]})
