@@ -14,7 +14,8 @@
  *                   without subgraphs, outputs up to 64 MiB; Q/DQ nodes are kept for INT8)
  *   shape_fold      Shape / Size (and Gather of Shape) of statically known dims become constants;
  *                   Reshape(x, Concat(pieces of Shape(x))) gets a constant shape (0 = copy a dim)
- *   constant_fold   again, over what shape_fold made constant
+ *   constant_fold   again, over what shape_fold made constant; the two repeat (shapes inferred
+ *                   again between rounds) until nothing more folds
  *   identity_elim   Identity, inference Dropout, Cast to the same dtype, shape ops that keep the
  *                   shape, Transpose with the identity perm
  *   dead_code       nodes none of whose outputs reach a graph output
@@ -24,7 +25,8 @@
  *                   (or into the scale and bias of an inference BatchNormalization)
  *   layernorm_fuse  ReduceMean/Sub/Pow/ReduceMean/Add/Sqrt/Div[/Mul/Add] -> LayerNormalization;
  *                   Pow/ReduceMean/Add/Sqrt/(Div | Reciprocal, Mul)[/Mul] -> RMSNormalization
- *   attention_fuse  MatMul(Q,K^T) [*scale] [+mask] Softmax MatMul(.,V) -> Attention (opset >= 23)
+ *   attention_fuse  MatMul(Q,K^T) [*scale] [+mask | Where(bool, ., -inf)] Softmax MatMul(.,V)
+ *                   -> Attention (at any opset)
  *   matmul_bias     MatMul + Add(constant bias on the last axis) -> kiln.FusedMatMul
  *   gelu_fuse       x*0.5*(1+Erf(x/sqrt 2)) (and the tanh form) -> Gelu, or an act on its producer
  *   act_fuse        Relu/Clip/Sigmoid/SiLU/HardSwish/Gelu/LeakyRelu/Tanh into the producer's act
@@ -40,9 +42,9 @@
  *                   CPU engines (oneDNN fuses there), unless KILN_EW_FUSE says otherwise
  *                   (kiln_ew_fuse_wanted).
  *
- * New ONNX ops (LayerNormalization, Gelu, Attention) are only created when the graph's opset
- * has them; RMSNormalization (opset 23) at any opset (an engine's graph is re-imported without
- * the opset check); kiln-internal ops always.
+ * New ONNX ops (LayerNormalization, Gelu) are only created when the graph's opset has them;
+ * RMSNormalization and Attention (opset 23) at any opset (an engine's graph is re-imported
+ * without the opset check); kiln-internal ops always.
  * Tested by tests/models/test_passes.py through tests/unit/passes_check.c. */
 #ifndef KILN_PASSES_H
 #define KILN_PASSES_H
