@@ -9,13 +9,13 @@
  * Q and Kt may each be scaled the same way before the product (Mul(Q, a), Mul(Kt, b), read only
  * by it), as torch's TorchScript exporter writes scaled_dot_product_attention (a = b = sqrt of
  * the scale); the factors multiply into the scale.
- * becomes Attention(Q, K, V[, mask]; scale = c or 1/c or 1, times a and b) writing y (ONNX opset 23's op, made
- * in a graph of any opset: an engine's graph keeps it, see passes.h). K = (B, H, Skv, D) is Kt's producer Transpose
- * with its last two perm entries swapped (nothing at all when that is the identity), or a new
+ * becomes Attention(Q, K, V[, mask]; scale = c or 1/c or 1, times a and b) writing y (ONNX opset
+ * 23's op, made in a graph of any opset: an engine's graph keeps it, see passes.h). K = (B, H,
+ * Skv, D) is Kt's producer Transpose with its last two perm entries swapped (nothing at all when that is the identity), or a new
  * Transpose of Kt. Q, K and V must agree on B and H (equal known dims or the same symbol).
- * A row that the mask hides entirely gives zeros (the decomposed softmax of -inf everywhere gives NaN).
- * Not recognised: scaling of Q or K further up (before their Reshape / Transpose), a Where fill other
- * than -inf, and 3-D (B, S, H*D) layouts. Tested by tests/models/test_passes.py. */
+ * A row that the mask hides entirely gives zeros (the decomposed softmax of -inf everywhere gives
+ * NaN). Not recognised: scaling of Q or K further up (before their Reshape / Transpose), a Where
+ * fill other than -inf, and 3-D (B, S, H*D) layouts. Tested by tests/models/test_passes.py. */
 #include "../ops/reduce_internal.h"
 #include "../ops/shape_internal.h"
 #include "pass_util.h"
@@ -149,7 +149,8 @@ static bool match(const pass_ctx *c, int mi, attn_match *m) {
     if (m->mask >= 0) {
         const kiln_tensor *mk = &g->values[m->mask].type;
         /* Attention pads a short last mask dim with -inf: it must be Skv, not broadcast. */
-        if ((mk->dtype != q->dtype && mk->dtype != KILN_DTYPE_BOOL) || mk->rank < 1 || mk->rank > 4 || !same_dim(mk->dims[mk->rank - 1], kt->dims[3]))
+        if ((mk->dtype != q->dtype && mk->dtype != KILN_DTYPE_BOOL) || mk->rank < 1 || mk->rank > 4 ||
+            !same_dim(mk->dims[mk->rank - 1], kt->dims[3]))
             return false;
     }
     /* K from Kt. */

@@ -46,16 +46,16 @@ static kiln_status check(kiln_graph *g, const char *pass) {
  * a Reshape whose target shape folded has known output dims only once shapes are inferred again,
  * and the Shape nodes downstream of it fold in the next round (a graph specialized to fixed input
  * shapes folds all of them so: a round a transformer layer, as each layer's shapes come from the
- * one before; every round folds something or ends the loop, so it ends). *sf holds shape_fold's
+ * one before; a round that folds no Shape ends the loop). *sf holds shape_fold's
  * stats (summed over the rounds); the constant_fold that follows shape_fold in PASSES is run here,
  * and *i moves past it. */
 static kiln_status fold_shapes_to_fixpoint(kiln_graph *g, kiln_pass_stats *sf, size_t *i, kiln_pass_report *report) {
     kiln_pass_stats cf = {0}, r;
     KILN_TRY(kiln_pass_constant_fold(g, &cf));
     KILN_TRY(check(g, cf.pass));
-    while (sf->folded + sf->removed + cf.folded + cf.removed > 0) {
+    /* a round that folds something removes a node: at most as many rounds as nodes */
+    for (int round = 0, n0 = g->n_nodes; round < n0 && sf->folded + sf->removed + cf.folded + cf.removed > 0; round++) {
         KILN_TRY(kiln_graph_infer(g));
-        int before = sf->folded + sf->removed + cf.folded + cf.removed;
         KILN_TRY(kiln_pass_shape_fold(g, &r));
         KILN_TRY(check(g, r.pass));
         sf->folded += r.folded;
@@ -65,7 +65,6 @@ static kiln_status fold_shapes_to_fixpoint(kiln_graph *g, kiln_pass_stats *sf, s
         KILN_TRY(check(g, r.pass));
         cf.folded += r.folded;
         cf.removed += r.removed;
-        if (sf->folded + sf->removed + cf.folded + cf.removed == before) break;
     }
     if (report && report->n < (int)(sizeof report->items / sizeof report->items[0])) report->items[report->n++] = *sf;
     *sf = cf;

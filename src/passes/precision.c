@@ -5,8 +5,9 @@
  * the data-movement ops) has its float32 inputs and outputs turned into the 16-bit type:
  * weights are converted once, here; values coming from float32 nodes (or graph inputs) pass
  * through one shared Cast; values read by float32 nodes (or that are graph outputs) get a Cast
- * back (Shape and Size, which read only dims, read the 16-bit twin). Graph inputs and outputs keep their float32 type and their names, so callers see the
- * same engine interface at every precision. Nodes named in keep_fp32 (--layer-precision
+ * back (Shape and Size, which read only dims, read the 16-bit twin). Graph inputs and outputs
+ * keep their float32 type and their names, so callers see the same engine interface at every
+ * precision. Nodes named in keep_fp32 (--layer-precision
  * NODE:fp32) and ops that lose too much in 16 bits (Pow, Exp-based reductions, ReduceProd,
  * cumulative sums...) stay float32. So do Sin and Cos, with the arithmetic that computes their
  * argument (see keep_phases), and the statistics computed from a Pow (see keep_statistics). */

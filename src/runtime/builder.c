@@ -219,7 +219,7 @@ static kiln_status resolve_profile(const kiln_graph *g, const struct builder_pro
 static kiln_status specialize_fixed_shapes(kiln_graph *g, const struct builder_profile *bp) {
     kiln_profile_dims *d = kiln_calloc((size_t)(g->n_inputs ? g->n_inputs : 1), sizeof *d);
     if (!d) return kiln_error(KILN_STATUS_OUT_OF_MEMORY, "out of memory");
-    if (resolve_profile(g, bp, 0, d) != KILN_STATUS_OK) { /* refused again, with this error, where profiles are planned */
+    if (resolve_profile(g, bp, 0, d) != KILN_STATUS_OK) { /* refused again where the profiles are planned */
         kiln_clear_error();
         free(d);
         return KILN_STATUS_OK;

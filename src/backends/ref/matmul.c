@@ -1,8 +1,8 @@
 /* matmul.c — reference kernels of MatMul (https://onnx.ai/onnx/operators/onnx__MatMul.html) and
  * Gemm (https://onnx.ai/onnx/operators/onnx__Gemm.html). Floats accumulate in double; integer
  * types are exact with wrap-around (uint64 arithmetic). Rows of the output are accumulated as
- * y[i, :] += a[i, k] * b[k, :] (in tiles, see gemm_f64) so the inner loop walks B and Y contiguously; Gemm
- * transposes a transposed operand first. Tested by test_matmul*, test_gemm*. */
+ * y[i, :] += a[i, k] * b[k, :] (in tiles, see gemm_f64) so the inner loop walks B and Y
+ * contiguously; Gemm transposes a transposed operand first. Tested by test_matmul*, test_gemm*. */
 #include "../../ops/nn_internal.h"
 #include "ref.h"
 
@@ -11,8 +11,8 @@
 /* One matrix product y (m, n) = a (m, k) b (k, n), all row-major double, in tiles of GEMM_ROWS rows
  * by GEMM_COLS columns: a tile's part of B's row kk is loaded once for all its rows, and the tile of
  * y stays in cache while k runs. Each element's sum is the same sequence as the plain loop's
- * (0 + a[i,0] b[0,j] + a[i,1] b[1,j] + ... in that order), so the result does not depend on the tiles
- * or the threads; the inner loop is one vector multiply and add per lane, no reduction). */
+ * (0 + a[i,0] b[0,j] + a[i,1] b[1,j] + ... in that order), so the result does not depend on the
+ * tiles or the threads; the inner loop is one vector multiply and add per lane, no reduction. */
 enum { GEMM_ROWS = 16, GEMM_COLS = 256 };
 
 static void gemm_f64(const double *a, const double *b, double *y, int64_t m, int64_t k, int64_t n) {
