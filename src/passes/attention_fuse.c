@@ -12,7 +12,8 @@
  * becomes Attention(Q, K, V[, mask]; scale = c or 1/c or 1, times a and b) writing y (ONNX opset
  * 23's op, made in a graph of any opset: an engine's graph keeps it, see passes.h). K = (B, H,
  * Skv, D) is Kt's producer Transpose with its last two perm entries swapped (nothing at all when that is the identity), or a new
- * Transpose of Kt. Q, K and V must agree on B and H (equal known dims or the same symbol).
+ * Transpose of Kt. Q, K and V must agree on B and H (equal known dims or the same symbol). K and V
+ * whose kv heads were repeated for GQA (repeated_kv) are taken before the repeat: Attention does GQA.
  * A row that the mask hides entirely gives zeros (the decomposed softmax of -inf everywhere gives
  * NaN). Not recognised: scaling of Q or K further up (before their Reshape / Transpose), a Where
  * fill other than -inf, and 3-D (B, S, H*D) layouts. Tested by tests/models/test_passes.py. */
@@ -168,6 +169,37 @@ static bool match(const pass_ctx *c, int mi, attn_match *m) {
     return true;
 }
 
+/* v = Reshape(Tile(Unsqueeze(x), (1, 1, r, 1, 1)) | Expand(Unsqueeze(x), ...), (B, Hkv*r, T, D)), x of
+ * (B, Hkv, T, D): each of x's heads repeated r times in place, as repeat_kv of a GQA export writes
+ * it (head h reads kv head h / r, which is Attention's own GQA). Told by the shapes: x, then x with a
+ * 1 at axis 2, then r there, then the heads merged. Returns x, else -1. */
+static int repeated_kv(const pass_ctx *c, int v) {
+    const kiln_graph *g = c->g;
+    int rs = pc_prod_op(c, v, KILN_OP_Reshape);
+    if (rs < 0) return -1;
+    int t = pass_in(&g->nodes[rs], 0);
+    int rep = pc_prod_op(c, t, KILN_OP_Tile);
+    if (rep < 0) rep = pc_prod_op(c, t, KILN_OP_Expand);
+    if (rep < 0) return -1;
+    int u = pass_in(&g->nodes[rep], 0), un = pc_prod_op(c, u, KILN_OP_Unsqueeze);
+    if (un < 0) return -1;
+    int x = pass_in(&g->nodes[un], 0);
+    if (x < 0) return -1;
+    const int64_t *xd = g->values[x].type.dims, *ud = g->values[u].type.dims, *td = g->values[t].type.dims,
+                  *vd = g->values[v].type.dims;
+    if (g->values[x].type.rank != 4 || g->values[u].type.rank != 5 || g->values[t].type.rank != 5 ||
+        g->values[v].type.rank != 4)
+        return -1;
+    int64_t r = td[2];
+    if (ud[2] != 1 || r < 1 || !kiln_dim_known(xd[1]) || vd[1] != xd[1] * r) return -1;
+    for (int k = 0; k < 4; k++) {
+        int at = k < 2 ? k : k + 1; /* x's axis k in the 5-D values */
+        if (!same_dim(ud[at], xd[k]) || !same_dim(td[at], xd[k])) return -1;
+        if (k != 1 && !same_dim(vd[k], xd[k])) return -1;
+    }
+    return x;
+}
+
 /* m->mask becomes Not(m->mask): a new constant when it is one, else a Not node. */
 static kiln_status negated_mask(pass_ctx *c, attn_match *m) {
     kiln_graph *g = c->g;
@@ -215,6 +247,12 @@ static kiln_status fuse(pass_ctx *c, attn_match *m, bool *done) {
         snprintf(base, sizeof base, "Transpose_%s_K", g->values[m->y].name);
         int ti;
         KILN_TRY(pc_add_node(c, KILN_OP_Transpose, base, &src, 1, &k, 1, &at, 1, &ti));
+    }
+    /* K and V whose heads were repeated for GQA: Attention reads the kv heads themselves */
+    int kx = repeated_kv(c, k), vx = repeated_kv(c, m->v);
+    if (kx >= 0 && vx >= 0 && g->values[kx].type.dims[1] == g->values[vx].type.dims[1]) {
+        k = kx;
+        m->v = vx;
     }
     if (m->negate) KILN_TRY(negated_mask(c, m));
     int ins[4] = {m->q, k, m->v, m->mask};

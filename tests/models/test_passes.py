@@ -687,6 +687,32 @@ def test_attention_fuse_old_opset(tmp_path, opset):
     assert count(rep, "attention_fuse") == 1 and rep["ops_after"] == ["Attention"], summary(rep)
 
 
+@pytest.mark.parametrize("form", ["tile", "expand", "v_plain"])
+def test_attention_fuse_gqa_repeat(tmp_path, form):
+    """GQA as exported (repeat_kv): K and V of 2 kv heads, each repeated 3 times in place by
+    Unsqueeze -> Tile (or Expand) -> Reshape to the 6 query heads. Attention takes the 2 kv heads and
+    the repeats go. When only K is repeated (V given with 6 heads) both stay as they are."""
+    g = Builder(17)
+    B, Hkv, r, Sq, T, D = 2, 2, 3, 5, 7, 8
+    q = g.input("q", (B, Hkv * r, Sq, D))
+    kv = {n: g.input(n, (B, Hkv, T, D)) for n in ("k", "v")}
+
+    def repeat(x):
+        u = g.op("Unsqueeze", x, g.const(np.array([2])))
+        t = (g.op("Tile", u, g.const(np.array([1, 1, r, 1, 1]))) if form != "expand"
+             else g.op("Expand", u, g.const(np.array([B, Hkv, r, T, D]))))
+        return g.op("Reshape", t, g.const(np.array([B, Hkv * r, T, D])))
+
+    v = g.input("v6", (B, Hkv * r, T, D)) if form == "v_plain" else repeat(kv["v"])
+    g.output(attention(g, q, repeat(kv["k"]), v))
+    rep = check(tmp_path, g)
+    assert count(rep, "attention_fuse") == 1, summary(rep)
+    if form == "v_plain":
+        assert "Reshape" in rep["ops_after"], summary(rep)
+    else:
+        assert rep["ops_after"] == ["Attention"], summary(rep)
+
+
 @pytest.mark.parametrize("fill", ["fill_true", "fill_false"])
 @pytest.mark.parametrize("cond", ["input", "const"])
 def test_attention_fuse_where_mask(tmp_path, fill, cond):
