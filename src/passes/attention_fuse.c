@@ -11,9 +11,10 @@
  * the scale); the factors multiply into the scale.
  * becomes Attention(Q, K, V[, mask]; scale = c or 1/c or 1, times a and b) writing y (ONNX opset
  * 23's op, made in a graph of any opset: an engine's graph keeps it, see passes.h). K = (B, H,
- * Skv, D) is Kt's producer Transpose with its last two perm entries swapped (nothing at all when that is the identity), or a new
- * Transpose of Kt. Q, K and V must agree on B and H (equal known dims or the same symbol). K and V
- * whose kv heads were repeated for GQA (repeated_kv) are taken before the repeat: Attention does GQA.
+ * Skv, D) is Kt's producer Transpose with its last two perm entries swapped (nothing at all when
+ * that is the identity), or a new Transpose of Kt. Q, K and V must agree on B and H (equal known
+ * dims or the same symbol). K and V whose kv heads were repeated for GQA (repeated_kv) are taken
+ * before the repeat: Attention does GQA.
  * A row that the mask hides entirely gives zeros (the decomposed softmax of -inf everywhere gives
  * NaN). Not recognised: scaling of Q or K further up (before their Reshape / Transpose), a Where
  * fill other than -inf, and 3-D (B, S, H*D) layouts. Tested by tests/models/test_passes.py. */
@@ -169,8 +170,8 @@ static bool match(const pass_ctx *c, int mi, attn_match *m) {
     return true;
 }
 
-/* v = Reshape(Tile(Unsqueeze(x), (1, 1, r, 1, 1)) | Expand(Unsqueeze(x), ...), (B, Hkv*r, T, D)), x of
- * (B, Hkv, T, D): each of x's heads repeated r times in place, as repeat_kv of a GQA export writes
+/* v = Reshape(Tile(Unsqueeze(x), (1, 1, r, 1, 1)) | Expand(Unsqueeze(x), ...), (B, Hkv*r, T, D)),
+ * x of (B, Hkv, T, D): each of x's heads repeated r times in place, as repeat_kv of a GQA export writes
  * it (head h reads kv head h / r, which is Attention's own GQA). Told by the shapes: x, then x with a
  * 1 at axis 2, then r there, then the heads merged. Returns x, else -1. */
 static int repeated_kv(const pass_ctx *c, int v) {
@@ -216,11 +217,8 @@ static kiln_status negated_mask(pass_ctx *c, attn_match *m) {
         kiln_tensor_release(&t);
         return s;
     }
-    int src = m->mask, ni;
+    int src = m->mask, ni; /* its type comes with the pass's shape inference, as the new K's */
     KILN_TRY(pc_add_value(c, base, &m->mask));
-    g->values[m->mask].type = g->values[src].type;
-    g->values[m->mask].type.data = NULL;
-    g->values[m->mask].type.flags = 0;
     return pc_add_node(c, KILN_OP_Not, base, &src, 1, &m->mask, 1, NULL, 0, &ni);
 }
 

@@ -9,13 +9,15 @@ typedef kiln_status (*pass_fn)(kiln_graph *g, kiln_pass_stats *st);
 
 typedef struct pass_entry {
     pass_fn fn;
-    bool fusion; /* skipped with no_fusion */
+    bool fusion;                                              /* skipped with no_fusion */
+    kiln_status (*group)(kiln_graph *g, kiln_pass_report *r); /* instead of fn: passes run together */
 } pass_entry;
+
+static kiln_status fold_shapes(kiln_graph *g, kiln_pass_report *report);
 
 static const pass_entry PASSES[] = {
     {kiln_pass_constant_fold, false},
-    {kiln_pass_shape_fold, false},
-    {kiln_pass_constant_fold, false}, /* the Gather / Concat / Reshape chains shape_fold fed */
+    {.group = fold_shapes}, /* shape_fold, then constant_fold over the chains it fed, to a fixpoint */
     {kiln_pass_identity_elim, false},
     {kiln_pass_dead_code, false},
     {kiln_pass_bn_fold, true},
@@ -42,33 +44,41 @@ static kiln_status check(kiln_graph *g, const char *pass) {
     return KILN_STATUS_OK;
 }
 
+static void report_add(kiln_pass_report *report, const kiln_pass_stats *st) {
+    if (report && report->n < (int)(sizeof report->items / sizeof report->items[0])) report->items[report->n++] = *st;
+}
+
+/* One pass, its errors named after it, then check. */
+static kiln_status run_pass(kiln_graph *g, pass_fn fn, kiln_pass_stats *st) {
+    *st = (kiln_pass_stats){0};
+    kiln_status s = fn(g, st);
+    if (s != KILN_STATUS_OK) return kiln_error_prefix(s, "pass %s", st->pass ? st->pass : "?");
+    return check(g, st->pass);
+}
+
 /* shape_fold, then constant_fold over the chains it fed, repeated while they change the graph:
  * a Reshape whose target shape folded has known output dims only once shapes are inferred again,
  * and the Shape nodes downstream of it fold in the next round (a graph specialized to fixed input
  * shapes folds all of them so: a round a transformer layer, as each layer's shapes come from the
- * one before; a round that folds no Shape ends the loop). *sf holds shape_fold's
- * stats (summed over the rounds); the constant_fold that follows shape_fold in PASSES is run here,
- * and *i moves past it. */
-static kiln_status fold_shapes_to_fixpoint(kiln_graph *g, kiln_pass_stats *sf, size_t *i, kiln_pass_report *report) {
-    kiln_pass_stats cf = {0}, r;
-    KILN_TRY(kiln_pass_constant_fold(g, &cf));
-    KILN_TRY(check(g, cf.pass));
+ * one before; a round that folds no Shape ends the loop). Reported as one shape_fold and one
+ * constant_fold, summed over the rounds. */
+static kiln_status fold_shapes(kiln_graph *g, kiln_pass_report *report) {
+    kiln_pass_stats sf, cf, r;
+    KILN_TRY(run_pass(g, kiln_pass_shape_fold, &sf));
+    KILN_TRY(run_pass(g, kiln_pass_constant_fold, &cf));
     /* a round that folds something removes a node: at most as many rounds as nodes */
-    for (int round = 0, n0 = g->n_nodes; round < n0 && sf->folded + sf->removed + cf.folded + cf.removed > 0; round++) {
+    for (int round = 0, n0 = g->n_nodes; round < n0 && sf.folded + sf.removed + cf.folded + cf.removed > 0; round++) {
         KILN_TRY(kiln_graph_infer(g));
-        KILN_TRY(kiln_pass_shape_fold(g, &r));
-        KILN_TRY(check(g, r.pass));
-        sf->folded += r.folded;
-        sf->removed += r.removed;
+        KILN_TRY(run_pass(g, kiln_pass_shape_fold, &r));
+        sf.folded += r.folded;
+        sf.removed += r.removed;
         if (r.folded + r.removed == 0) break;
-        KILN_TRY(kiln_pass_constant_fold(g, &r));
-        KILN_TRY(check(g, r.pass));
+        KILN_TRY(run_pass(g, kiln_pass_constant_fold, &r));
         cf.folded += r.folded;
         cf.removed += r.removed;
     }
-    if (report && report->n < (int)(sizeof report->items / sizeof report->items[0])) report->items[report->n++] = *sf;
-    *sf = cf;
-    (*i)++;
+    report_add(report, &sf);
+    report_add(report, &cf);
     return KILN_STATUS_OK;
 }
 
@@ -79,16 +89,17 @@ kiln_status kiln_passes_run(kiln_graph *g, const kiln_pass_options *opt, kiln_pa
     if (opt && opt->promote_initializer_inputs) {
         kiln_pass_stats st = {0};
         KILN_TRY(kiln_pass_initializer_inputs(g, &st));
-        if (report) report->items[report->n++] = st;
+        report_add(report, &st);
     }
     for (size_t i = 0; i < sizeof PASSES / sizeof PASSES[0]; i++) {
         if (PASSES[i].fusion && !fusion) continue;
-        kiln_pass_stats st = {0};
-        kiln_status s = PASSES[i].fn(g, &st);
-        if (s != KILN_STATUS_OK) return kiln_error_prefix(s, "pass %s", st.pass ? st.pass : "?");
-        KILN_TRY(check(g, st.pass));
-        if (PASSES[i].fn == kiln_pass_shape_fold) KILN_TRY(fold_shapes_to_fixpoint(g, &st, &i, report));
-        if (report && report->n < (int)(sizeof report->items / sizeof report->items[0])) report->items[report->n++] = st;
+        if (PASSES[i].group) {
+            KILN_TRY(PASSES[i].group(g, report));
+            continue;
+        }
+        kiln_pass_stats st;
+        KILN_TRY(run_pass(g, PASSES[i].fn, &st));
+        report_add(report, &st);
     }
     return KILN_STATUS_OK;
 }
